@@ -43,6 +43,8 @@ typedef struct {
     PyObject *type;  /* decoded type name */
 } attr_t;
 
+static int init_types(void);
+
 int internal_exr_decode_init(void)
 {
 #define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return -1
@@ -62,7 +64,7 @@ int internal_exr_decode_init(void)
     INTERN(K_parts, "parts");
     INTERN(K_warnings, "warnings");
 #undef INTERN
-    return 0;
+    return init_types();
 }
 
 /* ---- small builders ---------------------------------------------------- */
@@ -76,13 +78,42 @@ static int set_steal(PyObject *dict, PyObject *key, PyObject *v)
     return rc;
 }
 
-static int set_str_steal(PyObject *dict, const char *key, PyObject *v)
+/* Interned Python strings for the C string constants used as dict keys and enum
+ * names, found by the constant's address: an open-addressing table, so the hot
+ * path never hashes text or creates a string. */
+#define KEY_SLOTS 256
+static struct {
+    const char *s;
+    PyObject *o;
+} KEYS[KEY_SLOTS];
+
+static PyObject *key(const char *s)
 {
-    int rc;
+    size_t h = ((uintptr_t) s >> 3) & (KEY_SLOTS - 1);
+    for (size_t i = 0; i < KEY_SLOTS; i++, h = (h + 1) & (KEY_SLOTS - 1)) {
+        if (KEYS[h].s == s) return KEYS[h].o;
+        if (!KEYS[h].s) {
+            PyObject *o = PyUnicode_InternFromString(s);
+            if (!o) return NULL;
+            KEYS[h].s = s;
+            KEYS[h].o = o;
+            return o;
+        }
+    }
+    PyErr_SetString(PyExc_SystemError, "exr_decode: key table full");
+    return NULL;
+}
+
+static int set_str_steal(PyObject *dict, const char *k, PyObject *v)
+{
+    PyObject *ko;
     if (!v) return -1;
-    rc = PyDict_SetItemString(dict, key, v);
-    Py_DECREF(v);
-    return rc;
+    ko = key(k);
+    if (!ko) {
+        Py_DECREF(v);
+        return -1;
+    }
+    return set_steal(dict, ko, v);
 }
 
 static PyObject *f32(const uint8_t *p)
@@ -123,7 +154,11 @@ static PyObject *vec(const uint8_t *p, int n, scalar_fn fn, int width)
 
 static PyObject *enum_name(const char *const *names, int count, int v)
 {
-    if (v >= 0 && v < count) return PyUnicode_FromString(names[v]);
+    if (v >= 0 && v < count) {
+        PyObject *o = key(names[v]);
+        Py_XINCREF(o);
+        return o;
+    }
     return PyUnicode_FromFormat("UNKNOWN_%d", v);
 }
 
@@ -326,17 +361,20 @@ static PyObject *decode_fixed(const char *type, const uint8_t *p)
 typedef struct {
     const char *name;
     int size;
+    size_t len; /* strlen(name) */
 } type_info_t;
 
+#define T(name, size) {name, size, sizeof(name) - 1}
 static const type_info_t TYPES[] = {
-    {"box2i", 16}, {"box2f", 16}, {"chromaticities", 32}, {"compression", 1},
-    {"deepImageState", 1}, {"double", 8}, {"envmap", 1}, {"float", 4}, {"int", 4},
-    {"keycode", 28}, {"lineOrder", 1}, {"m33f", 36}, {"m33d", 72}, {"m44f", 64},
-    {"m44d", 128}, {"rational", 8}, {"tiledesc", 9}, {"timecode", 8},
-    {"v2i", 8}, {"v2f", 8}, {"v2d", 16}, {"v3i", 12}, {"v3f", 12}, {"v3d", 24},
-    {"chlist", -1}, {"stringvector", -1}, {"floatvector", -1}, {"preview", -1},
-    {"bytes", -1}, {"string", -1},
+    T("box2i", 16), T("box2f", 16), T("chromaticities", 32), T("compression", 1),
+    T("deepImageState", 1), T("double", 8), T("envmap", 1), T("float", 4), T("int", 4),
+    T("keycode", 28), T("lineOrder", 1), T("m33f", 36), T("m33d", 72), T("m44f", 64),
+    T("m44d", 128), T("rational", 8), T("tiledesc", 9), T("timecode", 8),
+    T("v2i", 8), T("v2f", 8), T("v2d", 16), T("v3i", 12), T("v3f", 12), T("v3d", 24),
+    T("chlist", -1), T("stringvector", -1), T("floatvector", -1), T("preview", -1),
+    T("bytes", -1), T("string", -1),
 };
+#undef T
 
 /* ---- variable-size values ---------------------------------------------- */
 
@@ -495,7 +533,16 @@ static PyObject *decode_preview(dctx_t *d, const attr_t *a)
         Py_DECREF(t2);
         if (rc < 0) return NULL;
     }
-    return Py_BuildValue("{sNsN}", "width", PyLong_FromUnsignedLong(w), "height", PyLong_FromUnsignedLong(h));
+    {
+        PyObject *o = PyDict_New();
+        if (!o) return NULL;
+        if (set_str_steal(o, "width", PyLong_FromUnsignedLong(w)) < 0
+            || set_str_steal(o, "height", PyLong_FromUnsignedLong(h)) < 0) {
+            Py_DECREF(o);
+            return NULL;
+        }
+        return o;
+    }
 }
 
 static PyObject *decode_bytes(dctx_t *d, const attr_t *a)
@@ -537,21 +584,16 @@ static PyObject *decode_opaque(const attr_t *a)
     return o;
 }
 
-static PyObject *decode_value(dctx_t *d, const attr_t *a, const uint8_t *type_raw, size_t type_len)
+static const type_info_t *find_type(const uint8_t *raw, size_t len)
 {
-    char type[32];
-    const type_info_t *info = NULL;
-    /* Known type names are short ASCII; anything longer is opaque. */
-    if (type_len < sizeof(type)) {
-        memcpy(type, type_raw, type_len);
-        type[type_len] = '\0';
-        for (size_t i = 0; i < sizeof(TYPES) / sizeof(TYPES[0]); i++) {
-            if (!strcmp(type, TYPES[i].name)) {
-                info = &TYPES[i];
-                break;
-            }
-        }
-    }
+    for (size_t i = 0; i < sizeof(TYPES) / sizeof(TYPES[0]); i++)
+        if (TYPES[i].len == len && !memcmp(TYPES[i].name, raw, len)) return &TYPES[i];
+    return NULL;
+}
+
+static PyObject *decode_value(dctx_t *d, const attr_t *a, const type_info_t *info)
+{
+    const char *type = info ? info->name : NULL;
     if (!info) return decode_opaque(a);
     if (info->size >= 0) {
         if (a->n != (size_t) info->size) {
@@ -642,6 +684,7 @@ static PyObject *decode_records(dctx_t *d, PyObject *parts)
     for (size_t i = 0; i < c->nrecs; i++) {
         const exr_attr_rec_t *r = &c->recs[i];
         attr_t a;
+        const type_info_t *info;
         PyObject *value, *attr;
         d->part_index = (long) r->part;
         d->offset = r->attr_off;
@@ -649,12 +692,18 @@ static PyObject *decode_records(dctx_t *d, PyObject *parts)
         a.n = r->value_len;
         a.name = decode_name(d, c->buf + r->attr_off, r->name_len, "attribute name");
         if (!a.name) return NULL;
-        a.type = decode_name(d, c->buf + r->type_off, r->type_len, "attribute type name");
+        info = find_type(c->buf + r->type_off, r->type_len);
+        if (info) {
+            a.type = key(info->name);
+            Py_XINCREF(a.type);
+        } else {
+            a.type = decode_name(d, c->buf + r->type_off, r->type_len, "attribute type name");
+        }
         if (!a.type) {
             Py_DECREF(a.name);
             return NULL;
         }
-        value = count(d, 1) < 0 ? NULL : decode_value(d, &a, c->buf + r->type_off, r->type_len);
+        value = count(d, 1) < 0 ? NULL : decode_value(d, &a, info);
         if (!value) {
             Py_DECREF(a.name);
             Py_DECREF(a.type);
@@ -720,4 +769,12 @@ done:
     Py_XDECREF(parts);
     Py_XDECREF(d.warnings);
     return result;
+}
+
+static int init_types(void)
+{
+    for (size_t i = 0; i < sizeof(TYPES) / sizeof(TYPES[0]); i++) {
+        if (!key(TYPES[i].name)) return -1;
+    }
+    return 0;
 }

@@ -2,7 +2,7 @@
  * exr_inspector._core: the native header reader.
  *
  *   parse_bytes(data, max_header, max_items) -> result dict | (code, message, offset)
- *   parse_file(path: bytes, max_header, max_items) -> (result | error tuple, size, mtime_ns)
+ *   parse_file(path: str | bytes | PathLike, max_header, max_items) -> (result | error tuple, size, mtime_ns)
  *
  * The GIL is released for all file I/O and scanning; it is taken back only to
  * build Python objects from the scanner's records.
@@ -22,8 +22,12 @@
 
 typedef enum { IO_OK = 0, IO_OPEN, IO_READ, IO_NOT_REGULAR, IO_NOMEM } io_stage_t;
 
+/* The first read lands in a per-thread buffer: no allocation for the common header
+ * that fits in 64 KiB. Only a longer header moves to the heap. */
+static _Thread_local uint8_t first_buf[EXR_FIRST_READ_BYTES];
+
 typedef struct {
-    uint8_t *buf;
+    uint8_t *buf; /* first_buf, or heap memory once grown past it */
     size_t len;
     io_stage_t stage;
     int err;
@@ -53,7 +57,14 @@ static int grow(int fd, file_read_t *f, exr_scan_t *ctx, size_t want)
     uint8_t *nb;
     ssize_t r;
     if (want <= f->len) return 0;
-    nb = realloc(f->buf, want);
+    if (!f->buf) {
+        nb = want <= sizeof(first_buf) ? first_buf : malloc(want);
+    } else if (f->buf == first_buf) {
+        nb = want <= sizeof(first_buf) ? first_buf : malloc(want);
+        if (nb && nb != first_buf) memcpy(nb, first_buf, f->len);
+    } else {
+        nb = realloc(f->buf, want);
+    }
     if (!nb) {
         f->stage = IO_NOMEM;
         return -1;
@@ -135,18 +146,19 @@ static PyObject *core_parse_file(PyObject *self, PyObject *args)
     file_read_t f;
     exr_scan_result_t rv;
     (void) self;
-    if (!PyArg_ParseTuple(args, "O!OO", &PyBytes_Type, &path, &mh, &mi)) return NULL;
+    /* PyUnicode_FSConverter takes str, bytes or os.PathLike and rejects embedded NULs. */
+    if (!PyArg_ParseTuple(args, "O&OO", PyUnicode_FSConverter, &path, &mh, &mi)) return NULL;
     memset(&ctx, 0, sizeof(ctx));
     memset(&f, 0, sizeof(f));
-    if (parse_limits(mh, mi, &ctx) < 0) return NULL;
-    if (strlen(PyBytes_AS_STRING(path)) != (size_t) PyBytes_GET_SIZE(path)) {
-        PyErr_SetString(PyExc_ValueError, "embedded null byte in path");
+    if (parse_limits(mh, mi, &ctx) < 0) {
+        Py_DECREF(path);
         return NULL;
     }
     f.mtime_ns = -1;
     Py_BEGIN_ALLOW_THREADS
     rv = scan_file(PyBytes_AS_STRING(path), &f, &ctx);
     Py_END_ALLOW_THREADS
+    Py_DECREF(path);
     switch (f.stage) {
     case IO_OPEN: res = io_error("cannot open file", f.err); break;
     case IO_READ: res = io_error("cannot read file", f.err); break;
@@ -155,7 +167,7 @@ static PyObject *core_parse_file(PyObject *self, PyObject *args)
     default: res = internal_exr_build(&ctx, rv); break;
     }
     internal_exr_scan_free(&ctx);
-    free(f.buf);
+    if (f.buf != first_buf) free(f.buf);
     if (!res) return NULL;
     return Py_BuildValue("(NKL)", res, (unsigned long long) f.size, (long long) f.mtime_ns);
 }

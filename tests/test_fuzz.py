@@ -14,14 +14,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from exrbuild import attr, multipart, part_attrs, single_part
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from parsers import outcome_bytes, outcome_file, require_native
 
 from exr_inspector import inspect_bytes
 from exr_inspector.exr import ERROR_CODES, ExrError
 from exr_inspector.report import render_text
+from exrbuild import attr, multipart, part_attrs, single_part
+from parsers import outcome_bytes, outcome_file, require_native
 
 EXAMPLES = int(os.environ.get("EXR_INSPECTOR_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

@@ -38,7 +38,7 @@ def split_channel_name(name: str) -> tuple[str, str]:
 def _iso_utc(mtime_ns: int | None) -> str | None:
     if mtime_ns is None:
         return None
-    dt = _dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=_dt.timezone.utc)
+    dt = _dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=_dt.UTC)
     return dt.isoformat().replace("+00:00", "Z")
 
 

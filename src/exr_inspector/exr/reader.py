@@ -24,6 +24,7 @@ else:
     _IMPORT_ERROR = None
 
 _warned = False
+_env_native: bool | None = None  # EXR_INSPECTOR_NATIVE, read once: this sits on the per-file path
 
 
 class FileHeader(NamedTuple):
@@ -40,9 +41,12 @@ def native_available() -> bool:
 
 def use_native(native: bool | None = None) -> bool:
     """Resolve the parser choice: explicit argument, then the environment, then availability."""
-    global _warned
+    global _warned, _env_native
     if native is None:
-        native = os.environ.get("EXR_INSPECTOR_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+        if _env_native is None:
+            flag = os.environ.get("EXR_INSPECTOR_NATIVE", "1").strip().lower()
+            _env_native = flag not in ("0", "false", "no", "off")
+        native = _env_native
     if native and _core is None:
         if not _warned:
             warnings.warn(
@@ -128,10 +132,9 @@ def read_header(
     max_items: int = DEFAULT_MAX_ITEMS,
 ) -> FileHeader:
     """Open ``path``, read just its header and parse it. Raises ``ExrError``."""
-    spath = os.fspath(path)
     if use_native(native):
-        r, size, mtime_ns = _core.parse_file(os.fsencode(spath), max_header_bytes, max_items)
+        r, size, mtime_ns = _core.parse_file(path, max_header_bytes, max_items)
         if type(r) is tuple:
-            raise _error(r, spath)
+            raise _error(r, os.fspath(path))
         return FileHeader(r, size, mtime_ns)
-    return _read_python(spath, max_header_bytes, max_items)
+    return _read_python(os.fspath(path), max_header_bytes, max_items)

@@ -7,7 +7,7 @@ Each check is small and flat, in the manner of OpenEXRCore's ``validate_*`` chai
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 from .constants import (
     DEEP_PART_TYPES,

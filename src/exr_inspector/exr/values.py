@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from .errors import ExrError
 from .constants import (
     ENUM_TYPES,
     FIXED_SIZES,
@@ -22,6 +22,7 @@ from .constants import (
     ROUNDING_MODE_NAMES,
     enum_name,
 )
+from .errors import ExrError
 
 DROP = object()
 
