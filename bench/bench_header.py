@@ -110,7 +110,7 @@ def measure(files: list[str], rounds: int) -> dict[str, float]:
     gc.collect()
     gc.freeze()
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    for name, fn in fns.items():  # warm the page cache and any lazy imports
+    for fn in fns.values():  # warm the page cache and any lazy imports
         for f in files:
             fn(f)
     for _ in range(rounds):

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from exr_inspector import inspect_bytes
 from exr_inspector.exr import ERROR_CODES, ExrError
 from exr_inspector.report import render_text
+
 from exrbuild import attr, multipart, part_attrs, single_part
 from parsers import outcome_bytes, outcome_file, require_native
 

@@ -9,6 +9,7 @@ import pytest
 
 from exr_inspector import inspect_bytes
 from exr_inspector.exr import ExrError, parse_bytes, read_header
+
 from exrbuild import MAGIC, attr, chlist, multipart, part_attrs, required, single_part
 from parsers import PARSERS, outcome_bytes, outcome_file, require_native
 

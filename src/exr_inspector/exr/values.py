@@ -94,7 +94,7 @@ def _chromaticities(raw: bytes) -> dict:
 
 def _keycode(raw: bytes) -> dict:
     keys = ("film_mfc_code", "film_type", "prefix", "count", "perf_offset", "perfs_per_frame", "perfs_per_count")
-    return dict(zip(keys, struct.unpack("<7i", raw)))
+    return dict(zip(keys, struct.unpack("<7i", raw), strict=True))
 
 
 def _tiledesc(raw: bytes) -> dict:
