@@ -7,13 +7,13 @@ DEMO_DIR ?= demo_tree
 DEMO_FILES ?= 200
 NATIVE_SRC := $(wildcard native/*.c native/*.h)
 
-.PHONY: install test test-slow demo bench lint fuzz clean
+.PHONY: install test test-slow demo bench lint fuzz fuzz-asan clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml setup.py $(NATIVE_SRC)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip setuptools==84.2.1 wheel==0.48.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -c "import exr_inspector.exr as e; print('native scanner:', 'yes' if e.native_available() else 'NO (Python fallback)')"
 	test -x $(VENV)/bin/exr-inspector
@@ -41,3 +41,12 @@ fuzz: install
 
 clean:
 	rm -rf build dist src/*.egg-info src/exr_inspector/*.so $(DEMO_DIR) .pytest_cache .ruff_cache
+
+# The native scanner built with AddressSanitizer + UBSan, then the hostile-input suites
+# run against it. Rebuilds the normal extension afterwards.
+fuzz-asan: install
+	EXR_INSPECTOR_DEBUG_BUILD=1 $(PY) setup.py -q build_ext --inplace --force
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	EXR_INSPECTOR_FUZZ_EXAMPLES=3000 $(PY) -m pytest -q -x tests/test_fuzz.py tests/test_corpus.py tests/test_parser_cases.py; \
+	rc=$$?; $(PY) setup.py -q build_ext --inplace --force; exit $$rc
