@@ -11,7 +11,7 @@ NATIVE_SRC := $(wildcard native/*.c native/*.h)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(NATIVE_SRC)
+$(STAMP): pyproject.toml setup.py Makefile $(NATIVE_SRC)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools==84.2.1 wheel==0.48.0
 	$(PY) -m pip install --quiet -e '.[dev]'
