@@ -2,7 +2,8 @@
  * exr_inspector._core: the native header reader.
  *
  *   parse_bytes(data, max_header, max_items) -> result dict | (code, message, offset)
- *   parse_file(path: str | bytes | PathLike, max_header, max_items) -> (result | error tuple, size, mtime_ns)
+ *   parse_file(path: str | bytes | PathLike, max_header, max_items)
+ *       -> (result | error tuple, size, mtime_ns, inode); the stat facts are None when open failed
  *
  * The GIL is released for all file I/O and scanning; it is taken back only to
  * build Python objects from the scanner's records.
@@ -33,6 +34,7 @@ typedef struct {
     int err;
     uint64_t size;
     int64_t mtime_ns;
+    uint64_t inode;
 } file_read_t;
 
 /* Read up to n bytes at the current position; stops early only at end of file. */
@@ -103,6 +105,7 @@ static exr_scan_result_t scan_file(const char *path, file_read_t *f, exr_scan_t 
     }
     f->size = (uint64_t) st.st_size;
     f->mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+    f->inode = (uint64_t) st.st_ino;
     ctx->total = f->size;
     if (grow(fd, f, ctx, f->size < EXR_FIRST_READ_BYTES ? (size_t) f->size : EXR_FIRST_READ_BYTES) < 0) goto out;
     for (;;) {
@@ -169,7 +172,10 @@ static PyObject *core_parse_file(PyObject *self, PyObject *args)
     internal_exr_scan_free(&ctx);
     if (f.buf != first_buf) free(f.buf);
     if (!res) return NULL;
-    return Py_BuildValue("(NKL)", res, (unsigned long long) f.size, (long long) f.mtime_ns);
+    if (f.stage == IO_OPEN) /* nothing was stat'ed */
+        return Py_BuildValue("(NOOO)", res, Py_None, Py_None, Py_None);
+    return Py_BuildValue("(NKLK)", res, (unsigned long long) f.size, (long long) f.mtime_ns,
+                         (unsigned long long) f.inode);
 }
 
 static PyObject *core_parse_bytes(PyObject *self, PyObject *args)

@@ -19,9 +19,9 @@ def outcome_bytes(data: bytes, parser: str, **limits) -> tuple:
 def outcome_file(path, parser: str, **limits) -> tuple:
     try:
         fh = read_header(path, native=parser == "native", **limits)
-        return ("ok", canonical_json(fh.header), fh.size_bytes, fh.mtime_ns)
+        return ("ok", canonical_json(fh.header), fh.size_bytes, fh.mtime_ns, fh.inode)
     except ExrError as e:
-        return ("error", e.code, e.message, e.offset)
+        return ("error", e.code, e.message, e.offset, e.size_bytes, e.mtime_ns)
 
 
 def require_native() -> None:

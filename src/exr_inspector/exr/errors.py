@@ -21,9 +21,14 @@ class ExrError(Exception):
         self.message = message
         self.offset = offset
         self.path = path
+        # What stat said about the file, when it could be opened: crawl error rows keep it.
+        self.size_bytes: int | None = None
+        self.mtime_ns: int | None = None
 
     def with_path(self, path: str | None) -> ExrError:
-        return ExrError(self.code, self.message, self.offset, path)
+        e = ExrError(self.code, self.message, self.offset, path)
+        e.size_bytes, e.mtime_ns = self.size_bytes, self.mtime_ns
+        return e
 
     def __str__(self) -> str:
         where = f" (at byte {self.offset})" if self.offset is not None else ""

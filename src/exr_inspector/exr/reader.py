@@ -28,11 +28,15 @@ _env_native: bool | None = None  # EXR_INSPECTOR_NATIVE, read once: this sits on
 
 
 class FileHeader(NamedTuple):
-    """A parsed header plus the stat facts read from the same open file."""
+    """A parsed header plus the stat facts read from the same open file.
+
+    A format error (not ``io_error``) carries the same facts on the ExrError.
+    """
 
     header: dict
     size_bytes: int
     mtime_ns: int
+    inode: int
 
 
 def native_available() -> bool:
@@ -98,7 +102,10 @@ def _read_python(path: str, max_header: int, max_items: int) -> FileHeader:
     except OSError as e:
         raise ExrError("io_error", f"cannot open file: {e.strerror}", None, path) from None
     try:
-        st = os.fstat(fd)
+        try:
+            st = os.fstat(fd)
+        except OSError as e:
+            raise ExrError("io_error", f"cannot read file: {e.strerror}", None, path) from None
         if not stat.S_ISREG(st.st_mode):
             raise ExrError("io_error", "not a regular file", None, path)
         total = st.st_size
@@ -109,7 +116,7 @@ def _read_python(path: str, max_header: int, max_items: int) -> FileHeader:
             while True:
                 try:
                     header = parse_header(buf, total, max_header_bytes=max_header, max_items=max_items)
-                    return FileHeader(header, st.st_size, st.st_mtime_ns)
+                    return FileHeader(header, st.st_size, st.st_mtime_ns, st.st_ino)
                 except NeedMore as more:
                     want = min(max(more.needed, 2 * len(buf)), total, max_header)
                     extra = _read_upto(fd, want - len(buf))
@@ -119,7 +126,9 @@ def _read_python(path: str, max_header: int, max_items: int) -> FileHeader:
         except OSError as e:
             raise ExrError("io_error", f"cannot read file: {e.strerror}", None, path) from None
         except ExrError as e:
-            raise e.with_path(path) from None
+            err = e.with_path(path)
+            err.size_bytes, err.mtime_ns = st.st_size, st.st_mtime_ns
+            raise err from None
     finally:
         os.close(fd)
 
@@ -133,8 +142,11 @@ def read_header(
 ) -> FileHeader:
     """Open ``path``, read just its header and parse it. Raises ``ExrError``."""
     if use_native(native):
-        r, size, mtime_ns = _core.parse_file(path, max_header_bytes, max_items)
+        r, size, mtime_ns, inode = _core.parse_file(path, max_header_bytes, max_items)
         if type(r) is tuple:
-            raise _error(r, os.fspath(path))
-        return FileHeader(r, size, mtime_ns)
+            err = _error(r, os.fspath(path))
+            if r[0] != "io_error":
+                err.size_bytes, err.mtime_ns = size, mtime_ns
+            raise err
+        return FileHeader(r, size, mtime_ns, inode)
     return _read_python(os.fspath(path), max_header_bytes, max_items)

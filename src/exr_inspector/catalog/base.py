@@ -1,0 +1,160 @@
+"""The catalog contract: a narrow interface every backend implements.
+
+Backends are chosen by URL, the way fsspec picks a filesystem: a plain path (or
+``*.duckdb``) is the embedded DuckDB catalog, ``vast://BUCKET/SCHEMA`` is VAST
+DataBase. Nothing outside ``catalog/`` imports ``duckdb`` or ``vastdb``.
+
+The interface is shaped by what VAST's SDK can do (no joins in select, no unique
+keys, predicates are ANDs of single-column ORs, requests of at most 5 MiB, vector
+search by inner product), so both backends can implement all of it; DuckDB-only
+conveniences (raw SQL) stay optional.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import importlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .schema import TABLES
+
+
+class CatalogError(Exception):
+    """The catalog cannot be opened, read or written. The CLI exits with code 3."""
+
+
+class NotSupported(CatalogError):
+    """The backend cannot do this (e.g. raw SQL on VAST)."""
+
+
+@dataclass
+class IngestBatch:
+    """One batch of files for ``upsert``: a table per catalog table, all for the same files.
+
+    ``files`` rows arrive with ``first_seen = last_inspected = now`` and
+    ``inspection_count = 1``; the backend keeps the stored ``first_seen`` and
+    counts up for files it already holds.
+    """
+
+    files: pa.Table
+    parts: pa.Table
+    channels: pa.Table
+    attributes: pa.Table
+    errors: pa.Table  # crawl_errors rows
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+
+    def tables(self) -> dict[str, pa.Table]:
+        return {
+            "files": self.files,
+            "parts": self.parts,
+            "channels": self.channels,
+            "attributes": self.attributes,
+            "crawl_errors": self.errors,
+        }
+
+    @classmethod
+    def empty(cls) -> IngestBatch:
+        e = {name: TABLES[name].empty_table() for name in ("files", "parts", "channels", "attributes", "crawl_errors")}
+        return cls(e["files"], e["parts"], e["channels"], e["attributes"], e["crawl_errors"])
+
+
+@dataclass
+class UpsertStats:
+    """What one upsert did, by ``file_path_normalized``."""
+
+    inserted: int = 0  # new files
+    replaced: int = 0  # files whose header changed
+    unchanged: int = 0  # files whose header was the same (audit columns touched)
+    errors: int = 0  # crawl_errors rows appended
+
+
+class Catalog(abc.ABC):
+    """A metadata catalog. Every method is safe to call from the single writer."""
+
+    url: str
+
+    @abc.abstractmethod
+    def ensure_schema(self) -> None:
+        """Create missing tables (from ``schema.TABLES``) and record ``schema_version``. Idempotent."""
+
+    @abc.abstractmethod
+    def upsert(self, batch: IngestBatch) -> UpsertStats:
+        """Write a whole batch in ONE transaction; on any failure none of it is visible.
+
+        One current row set per ``file_path_normalized``: an unchanged header
+        (same ``header_hash``) updates only the audit columns (``last_inspected``,
+        ``inspection_count``, and the stat facts ``size_bytes``/``mtime``/
+        ``mtime_ns``/``inode``); a changed header replaces the file's rows in every
+        file table; a new file is inserted. ``crawl_errors`` rows are appended.
+        """
+
+    @abc.abstractmethod
+    def lookup(self, paths: Sequence[str]) -> pa.Table:
+        """Known files among ``paths``: file_path_normalized, size_bytes, mtime_ns, inode, header_hash."""
+
+    @abc.abstractmethod
+    def search(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> pa.Table:
+        """The k files whose ``metadata_embedding`` has the largest inner product with ``vector``.
+
+        Vectors are unit-norm, so this is cosine ranking. ``where`` maps a files
+        column to a value or a list of values (an AND of single-column ORs, which
+        VAST can push down). Returns file_path, file_id and ``score``, best first.
+        """
+
+    @abc.abstractmethod
+    def get_embedding(self, path: str) -> np.ndarray | None:
+        """The stored ``metadata_embedding`` of one file (by normalized path), or None."""
+
+    @abc.abstractmethod
+    def start_run(self, run_id: str, roots: Sequence[str], started_at: dt.datetime) -> None:
+        """Record a ``crawl_runs`` row with status ``running``."""
+
+    @abc.abstractmethod
+    def finish_run(self, run_id: str, status: str, counts: dict, finished_at: dt.datetime) -> None:
+        """Close the run's row: ``completed``, ``failed`` or ``interrupted``, with its counts."""
+
+    def query(self, sql: str) -> pa.Table:
+        """Raw SQL, for the embedded catalog only."""
+        raise NotSupported(f"{type(self).__name__} does not run raw SQL")
+
+    @abc.abstractmethod
+    def count(self, table: str) -> int:
+        """Number of rows in a catalog table."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# protocol -> (module, class, install hint); imported only when that backend is used
+_REGISTRY = {
+    "duckdb": ("exr_inspector.catalog.duckdb", "DuckDBCatalog", "pip install duckdb"),
+    "vast": ("exr_inspector.catalog.vast", "VastCatalog", "pip install vastdb"),
+}
+
+DEFAULT_CATALOG = "exr_catalog.duckdb"
+
+
+def open_catalog(url: str | None = None, **options) -> Catalog:
+    """Open (and create if needed) the catalog at ``url``: a DuckDB file path by default."""
+    url = url or DEFAULT_CATALOG
+    proto = url.split("://", 1)[0] if "://" in url else "duckdb"
+    if proto not in _REGISTRY:
+        raise CatalogError(f"unknown catalog protocol {proto!r} in {url!r} (known: {', '.join(_REGISTRY)})")
+    module, cls, hint = _REGISTRY[proto]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise CatalogError(f"the {proto} catalog backend is unavailable ({e}); {hint} to use {url!r}") from None
+    return getattr(mod, cls)(url, **options)

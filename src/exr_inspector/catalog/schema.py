@@ -1,0 +1,149 @@
+"""Arrow schemas of the catalog tables: the single source of truth.
+
+The DuckDB DDL, the VAST tables and batch validation are all derived from these.
+Column meanings follow the original exr-inspector design (see ARCHITECTURE.md).
+``file_path`` is repeated in the child tables on purpose: VAST's select has no joins.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+EMBEDDING_DIM = 384  # files.metadata_embedding
+FINGERPRINT_DIM = 128  # channels.channel_fingerprint
+
+
+def vector(dim: int) -> pa.DataType:
+    """Fixed-size list of non-null float32: the only vector shape VAST accepts."""
+    return pa.list_(pa.field("item", pa.float32(), nullable=False), dim)
+
+
+TS = pa.timestamp("us")  # UTC, stored naive: VAST keeps zones only on 5.4+
+
+WINDOW = pa.struct([
+    pa.field("min_x", pa.int32()), pa.field("min_y", pa.int32()),
+    pa.field("max_x", pa.int32()), pa.field("max_y", pa.int32()),
+])
+
+FILES = pa.schema([
+    pa.field("file_id", pa.string(), nullable=False),
+    pa.field("file_path", pa.string(), nullable=False),
+    pa.field("file_path_normalized", pa.string(), nullable=False),
+    pa.field("header_hash", pa.string(), nullable=False),
+    pa.field("size_bytes", pa.int64()),
+    pa.field("mtime", TS),
+    pa.field("mtime_ns", pa.int64()),
+    pa.field("inode", pa.int64()),
+    pa.field("multipart_count", pa.int32()),
+    pa.field("is_deep", pa.bool_()),
+    pa.field("is_tiled", pa.bool_()),
+    pa.field("frame_number", pa.int64()),
+    pa.field("sequence_key", pa.string()),
+    pa.field("metadata_embedding", vector(EMBEDDING_DIM)),
+    pa.field("first_seen", TS),
+    pa.field("last_inspected", TS),
+    pa.field("inspection_count", pa.int64()),
+    pa.field("missing_since", TS),
+    pa.field("schema_version", pa.int32()),
+    pa.field("inspector_version", pa.string()),
+])
+
+PARTS = pa.schema([
+    pa.field("file_id", pa.string(), nullable=False),
+    pa.field("file_path", pa.string(), nullable=False),
+    pa.field("part_index", pa.int32(), nullable=False),
+    pa.field("part_name", pa.string()),
+    pa.field("view_name", pa.string()),
+    pa.field("part_type", pa.string()),
+    pa.field("width", pa.int64()),
+    pa.field("height", pa.int64()),
+    pa.field("display_width", pa.int64()),
+    pa.field("display_height", pa.int64()),
+    pa.field("data_x_offset", pa.int64()),
+    pa.field("data_y_offset", pa.int64()),
+    pa.field("data_window", WINDOW),
+    pa.field("display_window", WINDOW),
+    pa.field("pixel_aspect_ratio", pa.float64()),
+    pa.field("line_order", pa.string()),
+    pa.field("compression", pa.string()),
+    pa.field("is_tiled", pa.bool_()),
+    pa.field("tile_width", pa.int64()),
+    pa.field("tile_height", pa.int64()),
+    pa.field("tile_level_mode", pa.string()),
+    pa.field("tile_rounding_mode", pa.string()),
+    pa.field("is_deep", pa.bool_()),
+    pa.field("chunk_count", pa.int64()),
+    pa.field("color_space", pa.string()),
+    pa.field("render_software", pa.string()),
+])
+
+CHANNELS = pa.schema([
+    pa.field("file_id", pa.string(), nullable=False),
+    pa.field("file_path", pa.string(), nullable=False),
+    pa.field("part_index", pa.int32(), nullable=False),
+    pa.field("channel_name", pa.string(), nullable=False),
+    pa.field("layer_name", pa.string()),
+    pa.field("component_name", pa.string()),
+    pa.field("channel_type", pa.string()),
+    pa.field("x_sampling", pa.int32()),
+    pa.field("y_sampling", pa.int32()),
+    pa.field("p_linear", pa.bool_()),
+    pa.field("channel_fingerprint", vector(FINGERPRINT_DIM)),
+])
+
+ATTRIBUTES = pa.schema([
+    pa.field("file_id", pa.string(), nullable=False),
+    pa.field("file_path", pa.string(), nullable=False),
+    pa.field("part_index", pa.int32(), nullable=False),
+    pa.field("attr_name", pa.string(), nullable=False),
+    pa.field("attr_type", pa.string(), nullable=False),
+    pa.field("value_json", pa.string()),
+    pa.field("value_text", pa.string()),
+    pa.field("value_int", pa.int64()),
+    pa.field("value_float", pa.float64()),
+])
+
+CRAWL_ERRORS = pa.schema([
+    pa.field("path", pa.string(), nullable=False),
+    pa.field("error_code", pa.string(), nullable=False),
+    pa.field("message", pa.string()),
+    pa.field("size_bytes", pa.int64()),
+    pa.field("mtime", TS),
+    pa.field("seen_at", TS),
+    pa.field("run_id", pa.string()),
+])
+
+CRAWL_RUNS = pa.schema([
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("roots", pa.list_(pa.string())),
+    pa.field("started_at", TS),
+    pa.field("finished_at", TS),
+    pa.field("status", pa.string()),  # running | completed | failed | interrupted
+    pa.field("counts", pa.string()),  # canonical JSON of the run summary
+])
+
+CATALOG_META = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("value", pa.string()),
+])
+
+TABLES: dict[str, pa.Schema] = {
+    "files": FILES,
+    "parts": PARTS,
+    "channels": CHANNELS,
+    "attributes": ATTRIBUTES,
+    "crawl_errors": CRAWL_ERRORS,
+    "crawl_runs": CRAWL_RUNS,
+    "catalog_meta": CATALOG_META,
+}
+
+# Tables that hold one file's rows, replaced together when its header changes.
+FILE_TABLES = ("files", "parts", "channels", "attributes")
+
+
+def validate_batch(name: str, batch: pa.RecordBatch | pa.Table) -> None:
+    """Refuse a batch whose schema is not exactly the table's (names, types, order)."""
+    expected = TABLES[name]
+    if not batch.schema.equals(expected, check_metadata=False):
+        raise TypeError(f"batch for table {name!r} does not match its schema:\n{batch.schema}\nexpected:\n{expected}")
