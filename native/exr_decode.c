@@ -25,6 +25,15 @@ static const char *const DEEP_IMAGE_STATE_NAMES[] = {"MESSY", "SORTED", "NON_OVE
 static const char *const LEVEL_MODE_NAMES[] = {"ONE_LEVEL", "MIPMAP", "RIPMAP"};
 static const char *const ROUNDING_MODE_NAMES[] = {"DOWN", "UP"};
 static const char *const PIXEL_TYPE_NAMES[] = {"UINT", "HALF", "FLOAT"};
+#define ENUM(a) {a, (int) (sizeof(a) / sizeof((a)[0]))}
+const exr_enum_t EXR_ENUM_COMPRESSION = ENUM(COMPRESSION_NAMES);
+const exr_enum_t EXR_ENUM_LINE_ORDER = ENUM(LINE_ORDER_NAMES);
+const exr_enum_t EXR_ENUM_ENVMAP = ENUM(ENVMAP_NAMES);
+const exr_enum_t EXR_ENUM_DEEP_IMAGE_STATE = ENUM(DEEP_IMAGE_STATE_NAMES);
+const exr_enum_t EXR_ENUM_LEVEL_MODE = ENUM(LEVEL_MODE_NAMES);
+const exr_enum_t EXR_ENUM_ROUNDING_MODE = ENUM(ROUNDING_MODE_NAMES);
+const exr_enum_t EXR_ENUM_PIXEL_TYPE = ENUM(PIXEL_TYPE_NAMES);
+#undef ENUM
 #define NAMES(a) a, (int) (sizeof(a) / sizeof((a)[0]))
 
 typedef struct {
@@ -358,21 +367,15 @@ static PyObject *decode_fixed(const char *type, const uint8_t *p)
 }
 
 /* Attribute type table: {name, expected size or -1 when variable}. */
-typedef struct {
-    const char *name;
-    int size;
-    size_t len; /* strlen(name) */
-} type_info_t;
-
-#define T(name, size) {name, size, sizeof(name) - 1}
-static const type_info_t TYPES[] = {
-    T("box2i", 16), T("box2f", 16), T("chromaticities", 32), T("compression", 1),
-    T("deepImageState", 1), T("double", 8), T("envmap", 1), T("float", 4), T("int", 4),
-    T("keycode", 28), T("lineOrder", 1), T("m33f", 36), T("m33d", 72), T("m44f", 64),
-    T("m44d", 128), T("rational", 8), T("tiledesc", 9), T("timecode", 8),
-    T("v2i", 8), T("v2f", 8), T("v2d", 16), T("v3i", 12), T("v3f", 12), T("v3d", 24),
-    T("chlist", -1), T("stringvector", -1), T("floatvector", -1), T("preview", -1),
-    T("bytes", -1), T("string", -1),
+#define T(name, size, id) {name, size, sizeof(name) - 1, id}
+static const exr_type_info_t TYPES[] = {
+    T("box2i", 16, EXR_T_BOX2I), T("box2f", 16, EXR_T_BOX2F), T("chromaticities", 32, EXR_T_CHROMATICITIES), T("compression", 1, EXR_T_COMPRESSION),
+    T("deepImageState", 1, EXR_T_DEEP_IMAGE_STATE), T("double", 8, EXR_T_DOUBLE), T("envmap", 1, EXR_T_ENVMAP), T("float", 4, EXR_T_FLOAT), T("int", 4, EXR_T_INT),
+    T("keycode", 28, EXR_T_KEYCODE), T("lineOrder", 1, EXR_T_LINE_ORDER), T("m33f", 36, EXR_T_M33F), T("m33d", 72, EXR_T_M33D), T("m44f", 64, EXR_T_M44F),
+    T("m44d", 128, EXR_T_M44D), T("rational", 8, EXR_T_RATIONAL), T("tiledesc", 9, EXR_T_TILEDESC), T("timecode", 8, EXR_T_TIMECODE),
+    T("v2i", 8, EXR_T_V2I), T("v2f", 8, EXR_T_V2F), T("v2d", 16, EXR_T_V2D), T("v3i", 12, EXR_T_V3I), T("v3f", 12, EXR_T_V3F), T("v3d", 24, EXR_T_V3D),
+    T("chlist", -1, EXR_T_CHLIST), T("stringvector", -1, EXR_T_STRINGVECTOR), T("floatvector", -1, EXR_T_FLOATVECTOR), T("preview", -1, EXR_T_PREVIEW),
+    T("bytes", -1, EXR_T_BYTES), T("string", -1, EXR_T_STRING),
 };
 #undef T
 
@@ -584,14 +587,19 @@ static PyObject *decode_opaque(const attr_t *a)
     return o;
 }
 
-static const type_info_t *find_type(const uint8_t *raw, size_t len)
+/* Types bucketed by name length, so a lookup compares at most a few names. */
+#define MAX_TYPE_LEN 16
+static const exr_type_info_t *BY_LEN[MAX_TYPE_LEN][8];
+
+const exr_type_info_t *internal_exr_find_type(const uint8_t *raw, size_t len)
 {
-    for (size_t i = 0; i < sizeof(TYPES) / sizeof(TYPES[0]); i++)
-        if (TYPES[i].len == len && !memcmp(TYPES[i].name, raw, len)) return &TYPES[i];
+    if (len >= MAX_TYPE_LEN) return NULL;
+    for (int i = 0; i < 8 && BY_LEN[len][i]; i++)
+        if (!memcmp(BY_LEN[len][i]->name, raw, len)) return BY_LEN[len][i];
     return NULL;
 }
 
-static PyObject *decode_value(dctx_t *d, const attr_t *a, const type_info_t *info)
+static PyObject *decode_value(dctx_t *d, const attr_t *a, const exr_type_info_t *info)
 {
     const char *type = info ? info->name : NULL;
     if (!info) return decode_opaque(a);
@@ -626,7 +634,7 @@ PyObject *internal_exr_error_tuple(const char *code, PyObject *message, PyObject
     return Py_BuildValue("(sNN)", code, message, offset);
 }
 
-static PyObject *scan_error_message(const exr_scan_t *c, exr_scan_result_t rv)
+PyObject *internal_exr_scan_error_message(const exr_scan_t *c, exr_scan_result_t rv)
 {
     PyObject *name = NULL, *type = NULL, *msg = NULL;
     if (c->err_name_len && !(name = raw_name(c->buf + c->err_name_off, c->err_name_len))) return NULL;
@@ -684,7 +692,7 @@ static PyObject *decode_records(dctx_t *d, PyObject *parts)
     for (size_t i = 0; i < c->nrecs; i++) {
         const exr_attr_rec_t *r = &c->recs[i];
         attr_t a;
-        const type_info_t *info;
+        const exr_type_info_t *info;
         PyObject *value, *attr;
         d->part_index = (long) r->part;
         d->offset = r->attr_off;
@@ -692,7 +700,7 @@ static PyObject *decode_records(dctx_t *d, PyObject *parts)
         a.n = r->value_len;
         a.name = decode_name(d, c->buf + r->attr_off, r->name_len, "attribute name");
         if (!a.name) return NULL;
-        info = find_type(c->buf + r->type_off, r->type_len);
+        info = internal_exr_find_type(c->buf + r->type_off, r->type_len);
         if (info) {
             a.type = key(info->name);
             Py_XINCREF(a.type);
@@ -753,7 +761,7 @@ PyObject *internal_exr_build(const exr_scan_t *c, exr_scan_result_t rv)
         goto done;
     }
     if (rv != EXR_SCAN_OK) {
-        result = internal_exr_error_tuple(internal_exr_scan_code(rv), scan_error_message(c, rv),
+        result = internal_exr_error_tuple(internal_exr_scan_code(rv), internal_exr_scan_error_message(c, rv),
                                           PyLong_FromSize_t(c->err_off));
         goto done;
     }
@@ -774,6 +782,11 @@ done:
 static int init_types(void)
 {
     for (size_t i = 0; i < sizeof(TYPES) / sizeof(TYPES[0]); i++) {
+        size_t len = TYPES[i].len;
+        int k = 0;
+        if (len >= MAX_TYPE_LEN) return -1;
+        while (k < 7 && BY_LEN[len][k]) k++;
+        BY_LEN[len][k] = &TYPES[i];
         if (!key(TYPES[i].name)) return -1;
     }
     return 0;

@@ -15,8 +15,8 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +46,7 @@ class IngestBatch:
     channels: pa.Table
     attributes: pa.Table
     errors: pa.Table  # crawl_errors rows
-    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
 
     def tables(self) -> dict[str, pa.Table]:
         return {

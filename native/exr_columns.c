@@ -1,0 +1,1278 @@
+/*
+ * Chunk scanner: a list of paths -> Arrow-layout column buffers for the files,
+ * parts, channels and attributes tables, with no per-file Python objects.
+ *
+ * Mirrors src/exr_inspector/crawl/columns.py (the reference) column for column;
+ * tests/test_chunk_parity.py holds them equal. value_json is byte-identical to
+ * orjson.dumps(value, OPT_SORT_KEYS) of the reference value, and header_hash is
+ * XXH64 (seeds 0 and 1) of the canonical serialisation of every part's attributes.
+ *
+ * File I/O and scanning run without the GIL; emission holds it only to format
+ * floats (CPython's repr algorithm) and to create the few objects returned.
+ */
+#include "internal_columns.h"
+#include "internal_decode.h"
+#include "internal_io.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- growable buffers -------------------------------------------------- */
+
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+    int failed;
+} cbuf_t;
+
+static int cb_reserve(cbuf_t *b, size_t extra)
+{
+    size_t need = b->len + extra, ncap;
+    uint8_t *np;
+    if (need <= b->cap) return 0;
+    ncap = b->cap ? b->cap : 256;
+    while (ncap < need) ncap *= 2;
+    np = realloc(b->p, ncap);
+    if (!np) {
+        b->failed = 1;
+        return -1;
+    }
+    b->p = np;
+    b->cap = ncap;
+    return 0;
+}
+
+static inline void cb_put(cbuf_t *b, const void *src, size_t n)
+{
+    if (b->len + n > b->cap && cb_reserve(b, n) < 0) return;
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static inline void cb_char(cbuf_t *b, char c)
+{
+    if (b->len + 1 > b->cap && cb_reserve(b, 1) < 0) return;
+    b->p[b->len++] = (uint8_t) c;
+}
+
+#define cb_str(b, s) cb_put((b), (s), strlen(s))
+
+/* ---- Arrow-layout columns ---------------------------------------------- */
+
+typedef enum { COL_STR, COL_I32, COL_I64, COL_F64, COL_BOOL } col_kind_t;
+
+typedef struct {
+    const char *name;
+    col_kind_t kind;
+    int64_t n, nulls;
+    cbuf_t values;   /* fixed-width values, bit-packed bools, or int32 string offsets */
+    cbuf_t data;     /* string bytes */
+    cbuf_t validity; /* bit-packed, 1 = valid */
+} col_t;
+
+static void col_bit(cbuf_t *b, int64_t i, int v)
+{
+    if ((size_t) (i >> 3) >= b->len) {
+        uint8_t z = 0;
+        cb_put(b, &z, 1);
+    }
+    if (b->failed) return;
+    if (v) b->p[i >> 3] |= (uint8_t) (1u << (i & 7));
+}
+
+static void col_valid(col_t *c, int valid)
+{
+    col_bit(&c->validity, c->n, valid);
+    if (!valid) c->nulls++;
+}
+
+static void col_str_offset(col_t *c)
+{
+    int32_t off = (int32_t) c->data.len;
+    if (c->values.len == 0) {
+        int32_t zero = 0;
+        cb_put(&c->values, &zero, 4);
+    }
+    cb_put(&c->values, &off, 4);
+}
+
+/* String cells are written straight into c->data, then closed with col_str_end. */
+static cbuf_t *col_str_begin(col_t *c) { return &c->data; }
+
+static void col_str_end(col_t *c)
+{
+    col_valid(c, 1);
+    col_str_offset(c);
+    c->n++;
+}
+
+static void col_str(col_t *c, const void *p, size_t n)
+{
+    cb_put(&c->data, p, n);
+    col_str_end(c);
+}
+
+static void col_null(col_t *c)
+{
+    col_valid(c, 0);
+    switch (c->kind) {
+    case COL_STR: col_str_offset(c); break;
+    case COL_BOOL: col_bit(&c->values, c->n, 0); break;
+    case COL_I32: {
+        int32_t z = 0;
+        cb_put(&c->values, &z, 4);
+        break;
+    }
+    default: {
+        int64_t z = 0;
+        cb_put(&c->values, &z, 8);
+        break;
+    }
+    }
+    c->n++;
+}
+
+static void col_i32(col_t *c, int32_t v)
+{
+    col_valid(c, 1);
+    cb_put(&c->values, &v, 4);
+    c->n++;
+}
+
+static void col_i64(col_t *c, int64_t v)
+{
+    col_valid(c, 1);
+    cb_put(&c->values, &v, 8);
+    c->n++;
+}
+
+static void col_f64(col_t *c, double v)
+{
+    col_valid(c, 1);
+    cb_put(&c->values, &v, 8);
+    c->n++;
+}
+
+static void col_bool(col_t *c, int v)
+{
+    col_valid(c, 1);
+    col_bit(&c->values, c->n, v);
+    c->n++;
+}
+
+static int col_failed(const col_t *c) { return c->values.failed || c->data.failed || c->validity.failed; }
+
+static void col_free(col_t *c)
+{
+    free(c->values.p);
+    free(c->data.p);
+    free(c->validity.p);
+}
+
+/* ---- the chunk's tables ------------------------------------------------- */
+
+enum { F_FILE_INDEX, F_PATH, F_SIZE, F_MTIME, F_INODE, F_FLAGS, F_NPARTS, F_DEEP, F_TILED, F_HASH, F_N };
+enum {
+    P_FILE_INDEX, P_PART_INDEX, P_NAME, P_VIEW, P_TYPE, P_WIDTH, P_HEIGHT, P_DWIDTH, P_DHEIGHT, P_XOFF, P_YOFF,
+    P_DW_MINX, P_DW_MINY, P_DW_MAXX, P_DW_MAXY, P_DISP_MINX, P_DISP_MINY, P_DISP_MAXX, P_DISP_MAXY,
+    P_PAR, P_LINE_ORDER, P_COMPRESSION, P_TILED, P_TILE_W, P_TILE_H, P_LEVEL, P_ROUNDING, P_DEEP, P_CHUNKS,
+    P_COLOR, P_SOFTWARE, P_N
+};
+enum { C_FILE_INDEX, C_PART_INDEX, C_NAME, C_LAYER, C_COMPONENT, C_TYPE, C_XS, C_YS, C_PLINEAR, C_N };
+enum { A_FILE_INDEX, A_PART_INDEX, A_NAME, A_TYPE, A_JSON, A_TEXT, A_INT, A_FLOAT, A_N };
+
+typedef struct {
+    col_t files[F_N], parts[P_N], channels[C_N], attrs[A_N];
+    PyObject *errors; /* list of (path, code, message, size, mtime_ns): rare, so Python objects */
+    cbuf_t hjson;     /* the current file's canonical header JSON */
+    cbuf_t tmp;       /* one attribute value */
+} chunk_t;
+
+static const struct {
+    const char *name;
+    col_kind_t kind;
+} FILE_COLS[F_N] = {
+    {"file_index", COL_I32}, {"file_path", COL_STR}, {"size_bytes", COL_I64}, {"mtime_ns", COL_I64},
+    {"inode", COL_I64}, {"flags", COL_I32}, {"multipart_count", COL_I32}, {"is_deep", COL_BOOL},
+    {"is_tiled", COL_BOOL}, {"header_hash", COL_STR},
+},
+  PART_COLS[P_N] = {
+    {"file_index", COL_I32}, {"part_index", COL_I32}, {"part_name", COL_STR}, {"view_name", COL_STR},
+    {"part_type", COL_STR}, {"width", COL_I64}, {"height", COL_I64}, {"display_width", COL_I64},
+    {"display_height", COL_I64}, {"data_x_offset", COL_I64}, {"data_y_offset", COL_I64},
+    {"data_window.min_x", COL_I32}, {"data_window.min_y", COL_I32}, {"data_window.max_x", COL_I32},
+    {"data_window.max_y", COL_I32}, {"display_window.min_x", COL_I32}, {"display_window.min_y", COL_I32},
+    {"display_window.max_x", COL_I32}, {"display_window.max_y", COL_I32}, {"pixel_aspect_ratio", COL_F64},
+    {"line_order", COL_STR}, {"compression", COL_STR}, {"is_tiled", COL_BOOL}, {"tile_width", COL_I64},
+    {"tile_height", COL_I64}, {"tile_level_mode", COL_STR}, {"tile_rounding_mode", COL_STR},
+    {"is_deep", COL_BOOL}, {"chunk_count", COL_I64}, {"color_space", COL_STR}, {"render_software", COL_STR},
+},
+  CHANNEL_COLS[C_N] = {
+    {"file_index", COL_I32}, {"part_index", COL_I32}, {"channel_name", COL_STR}, {"layer_name", COL_STR},
+    {"component_name", COL_STR}, {"channel_type", COL_STR}, {"x_sampling", COL_I32}, {"y_sampling", COL_I32},
+    {"p_linear", COL_BOOL},
+},
+  ATTR_COLS[A_N] = {
+    {"file_index", COL_I32}, {"part_index", COL_I32}, {"attr_name", COL_STR}, {"attr_type", COL_STR},
+    {"value_json", COL_STR}, {"value_text", COL_STR}, {"value_int", COL_I64}, {"value_float", COL_F64},
+};
+
+/* ---- text: UTF-8 checks, backslashreplace, JSON ------------------------ */
+
+/* Length of the well-formed UTF-8 sequence at p (1-4), or 0 if the byte starts none. */
+static size_t utf8_seq(const uint8_t *p, size_t n)
+{
+    uint8_t c = p[0];
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else
+        return 0;
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    return len;
+}
+
+static int utf8_valid(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t k = utf8_seq(p + i, n - i);
+        if (!k) return 0;
+        i += k;
+    }
+    return 1;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* Bytes that are printable ASCII and need no JSON escape. */
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+static const uint8_t PLAIN[256] = {
+    R16(0), R16(0),
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2f: '"' is 0x22 */
+    R16(1), R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50-0x5f: '\\' is 0x5c */
+    R16(1), R16(1),
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0),
+};
+#undef R16
+
+/* Python's bytes.decode("utf-8", "backslashreplace"): each byte outside a well-formed
+ * sequence becomes the four characters \xNN. With json != 0 the text is also JSON-escaped. */
+static void put_text(cbuf_t *b, const uint8_t *p, size_t n, int json)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t run = i, k;
+        /* plain printable ASCII needs no check and no escape: copy it in one go */
+        while (run < n && PLAIN[p[run]]) run++;
+        if (run > i) {
+            cb_put(b, p + i, run - i);
+            i = run;
+            continue;
+        }
+        k = utf8_seq(p + i, n - i);
+        if (!k) {
+            char esc[5] = {'\\', '\\', 'x', HEX[p[i] >> 4], HEX[p[i] & 15]};
+            if (json)
+                cb_put(b, esc, 5);
+            else
+                cb_put(b, esc + 1, 4);
+            i++;
+            continue;
+        }
+        if (json && k == 1 && (p[i] < 0x20 || p[i] == '"' || p[i] == '\\')) {
+            switch (p[i]) {
+            case '"': cb_str(b, "\\\""); break;
+            case '\\': cb_str(b, "\\\\"); break;
+            case '\b': cb_str(b, "\\b"); break;
+            case '\t': cb_str(b, "\\t"); break;
+            case '\n': cb_str(b, "\\n"); break;
+            case '\f': cb_str(b, "\\f"); break;
+            case '\r': cb_str(b, "\\r"); break;
+            default: {
+                char esc[6] = {'\\', 'u', '0', '0', HEX[p[i] >> 4], HEX[p[i] & 15]};
+                cb_put(b, esc, 6);
+            }
+            }
+        } else {
+            cb_put(b, p + i, k);
+        }
+        i += k;
+    }
+}
+
+static void json_text(cbuf_t *b, const uint8_t *p, size_t n)
+{
+    cb_char(b, '"');
+    put_text(b, p, n, 1);
+    cb_char(b, '"');
+}
+
+static void json_cstr(cbuf_t *b, const char *s) { json_text(b, (const uint8_t *) s, strlen(s)); }
+
+static size_t fmt_i64(char out[24], int64_t v)
+{
+    char tmp[24];
+    size_t n = 0, k = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
+    do {
+        tmp[n++] = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) out[k++] = '-';
+    while (n) out[k++] = tmp[--n];
+    return k;
+}
+
+static void json_i64(cbuf_t *b, int64_t v)
+{
+    char tmp[24];
+    cb_put(b, tmp, fmt_i64(tmp, v));
+}
+
+/* orjson's float format: Python's repr, except exponents lose their zero padding
+ * (1e-07 -> 1e-7) and 1e-05 <= |x| < 1e-04 is written out (0.00001234). */
+/* Shortest-repr formatting is the costly part of a header; headers repeat the same
+ * few values (identity matrices, primaries), so remember recent ones. */
+#define F64_CACHE 512
+static struct {
+    uint64_t bits;
+    uint8_t len;
+    char text[32];
+} f64_cache[F64_CACHE];
+
+static int json_f64(cbuf_t *b, double v)
+{
+    char *r, *e;
+    uint64_t bits;
+    size_t slot, start;
+    if (!isfinite(v)) {
+        cb_str(b, "null");
+        return 0;
+    }
+    if (v == trunc(v) && fabs(v) < 1e15) { /* integral: repr is the integer plus ".0" */
+        char tmp[24];
+        if (v == 0 && signbit(v)) cb_char(b, '-');
+        cb_put(b, tmp, fmt_i64(tmp, (int64_t) v));
+        cb_put(b, ".0", 2);
+        return 0;
+    }
+    memcpy(&bits, &v, 8);
+    slot = (size_t) ((bits * 0x9E3779B97F4A7C15ULL) >> 55) & (F64_CACHE - 1);
+    if (f64_cache[slot].len && f64_cache[slot].bits == bits) {
+        cb_put(b, f64_cache[slot].text, f64_cache[slot].len);
+        return 0;
+    }
+    start = b->len;
+    r = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (!r) return -1;
+    e = strchr(r, 'e');
+    if (!e) {
+        cb_str(b, r);
+    } else {
+        int exp = atoi(e + 1);
+        char *m = r;
+        if (exp >= -5 && exp < 0) {
+            if (*m == '-') {
+                cb_char(b, '-');
+                m++;
+            }
+            cb_str(b, "0.");
+            for (int i = 0; i < -exp - 1; i++) cb_char(b, '0');
+            for (; m < e; m++)
+                if (*m != '.') cb_char(b, *m);
+        } else {
+            char tmp[16];
+            cb_put(b, r, (size_t) (e - r));
+            snprintf(tmp, sizeof(tmp), "e%c%d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+            cb_str(b, tmp);
+        }
+    }
+    PyMem_Free(r);
+    if (!b->failed && b->len - start < sizeof(f64_cache[0].text)) {
+        f64_cache[slot].bits = bits;
+        f64_cache[slot].len = (uint8_t) (b->len - start);
+        memcpy(f64_cache[slot].text, b->p + start, b->len - start);
+    }
+    return 0;
+}
+
+static double f32_at(const uint8_t *p)
+{
+    uint32_t u = internal_exr_u32(p);
+    float f;
+    memcpy(&f, &u, 4);
+    return (double) f;
+}
+
+static double f64_at(const uint8_t *p)
+{
+    uint64_t u = internal_exr_u64(p);
+    double f;
+    memcpy(&f, &u, 8);
+    return f;
+}
+
+static void base64(cbuf_t *b, const uint8_t *p, size_t n)
+{
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = ((uint32_t) p[i] << 16) | ((uint32_t) p[i + 1] << 8) | p[i + 2];
+        char o[4] = {A[(v >> 18) & 63], A[(v >> 12) & 63], A[(v >> 6) & 63], A[v & 63]};
+        cb_put(b, o, 4);
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t) p[i] << 16;
+        char o[4] = {A[(v >> 18) & 63], A[(v >> 12) & 63], '=', '='};
+        cb_put(b, o, 4);
+    } else if (n - i == 2) {
+        uint32_t v = ((uint32_t) p[i] << 16) | ((uint32_t) p[i + 1] << 8);
+        char o[4] = {A[(v >> 18) & 63], A[(v >> 12) & 63], A[(v >> 6) & 63], '='};
+        cb_put(b, o, 4);
+    }
+}
+
+static void json_b64_obj(cbuf_t *b, const uint8_t *p, size_t n)
+{
+    cb_str(b, "{\"base64\":\"");
+    base64(b, p, n);
+    cb_str(b, "\"}");
+}
+
+static const char *enum_at(const exr_enum_t *e, int v, char tmp[24])
+{
+    if (v >= 0 && v < e->count) return e->names[v];
+    snprintf(tmp, 24, "UNKNOWN_%d", v);
+    return tmp;
+}
+
+/* ---- XXH64 -------------------------------------------------------------- */
+
+#define P1 11400714785074694791ULL
+#define P2 14029467366897019727ULL
+#define P3 1609587929392839161ULL
+#define P4 9650029242287828579ULL
+#define P5 2870177450012600261ULL
+
+static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static uint64_t round64(uint64_t acc, uint64_t in) { return rotl(acc + in * P2, 31) * P1; }
+static uint64_t merge64(uint64_t acc, uint64_t v) { return (acc ^ round64(0, v)) * P1 + P4; }
+
+static uint64_t xxh64(const uint8_t *p, size_t n, uint64_t seed)
+{
+    const uint8_t *end = p + n;
+    uint64_t h;
+    if (n >= 32) {
+        uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
+        const uint8_t *limit = end - 32;
+        do {
+            v1 = round64(v1, internal_exr_u64(p));
+            v2 = round64(v2, internal_exr_u64(p + 8));
+            v3 = round64(v3, internal_exr_u64(p + 16));
+            v4 = round64(v4, internal_exr_u64(p + 24));
+            p += 32;
+        } while (p <= limit);
+        h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
+        h = merge64(h, v1);
+        h = merge64(h, v2);
+        h = merge64(h, v3);
+        h = merge64(h, v4);
+    } else {
+        h = seed + P5;
+    }
+    h += (uint64_t) n;
+    for (; p + 8 <= end; p += 8) h = rotl(h ^ round64(0, internal_exr_u64(p)), 27) * P1 + P4;
+    if (p + 4 <= end) {
+        h = rotl(h ^ ((uint64_t) internal_exr_u32(p) * P1), 23) * P2 + P3;
+        p += 4;
+    }
+    for (; p < end; p++) h = rotl(h ^ (*p * P5), 11) * P1;
+    h ^= h >> 33;
+    h *= P2;
+    h ^= h >> 29;
+    h *= P3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* ---- one attribute value ------------------------------------------------ */
+
+typedef struct {
+    int has_text, has_int, has_float;
+    const uint8_t *text; /* into the file buffer, or a static enum name */
+    size_t text_len;
+    char enum_tmp[24];
+    int64_t ival;
+    double fval;
+} scalars_t;
+
+static void vec_json(cbuf_t *b, const uint8_t *p, int n, int kind)
+{
+    cb_char(b, '[');
+    for (int i = 0; i < n; i++) {
+        if (i) cb_char(b, ',');
+        if (kind == 'i')
+            json_i64(b, internal_exr_i32(p + 4 * i));
+        else if (kind == 'f')
+            json_f64(b, f32_at(p + 4 * i));
+        else
+            json_f64(b, f64_at(p + 8 * i));
+    }
+    cb_char(b, ']');
+}
+
+static void enum_json(cbuf_t *b, const exr_enum_t *e, int v, scalars_t *s)
+{
+    const char *name = enum_at(e, v, s->enum_tmp);
+    if (name == s->enum_tmp) {
+        /* keep the text alive in s */
+    }
+    json_cstr(b, name);
+    s->has_text = 1;
+    s->text = (const uint8_t *) name;
+    s->text_len = strlen(name);
+}
+
+static void chlist_json(cbuf_t *b, const uint8_t *raw, size_t n)
+{
+    size_t p = 0;
+    int firstch = 1;
+    char tmp[24];
+    cb_char(b, '[');
+    for (;;) {
+        const uint8_t *nul;
+        size_t window, end;
+        if (p >= n) break;
+        window = n - p > EXR_MAX_NAME_BYTES + 1 ? EXR_MAX_NAME_BYTES + 1 : n - p;
+        nul = memchr(raw + p, 0, window);
+        if (!nul) break;
+        end = (size_t) (nul - raw);
+        if (end == p) break;
+        if (end + 1 + 16 > n) break;
+        if (!firstch) cb_char(b, ',');
+        firstch = 0;
+        cb_str(b, "{\"name\":");
+        json_text(b, raw + p, end - p);
+        p = end + 1;
+        cb_str(b, ",\"p_linear\":");
+        cb_str(b, raw[p + 4] ? "true" : "false");
+        cb_str(b, ",\"type\":");
+        json_cstr(b, enum_at(&EXR_ENUM_PIXEL_TYPE, internal_exr_i32(raw + p), tmp));
+        cb_str(b, ",\"x_sampling\":");
+        json_i64(b, internal_exr_i32(raw + p + 8));
+        cb_str(b, ",\"y_sampling\":");
+        json_i64(b, internal_exr_i32(raw + p + 12));
+        cb_char(b, '}');
+        p += 16;
+    }
+    cb_char(b, ']');
+}
+
+/* Canonical JSON of one attribute value (orjson, sorted keys), plus its typed scalars.
+ * Returns 1 when the attribute is dropped (a fixed-size type of the wrong size). */
+static int value_json(cbuf_t *b, const exr_type_info_t *info, const uint8_t *type_raw, size_t type_len,
+                      const uint8_t *p, size_t n, scalars_t *s)
+{
+    const char *t = info ? info->name : NULL;
+    memset(s, 0, sizeof(*s));
+    if (!info) {
+        cb_str(b, "{\"base64\":\"");
+        base64(b, p, n);
+        cb_str(b, "\",\"type\":");
+        json_text(b, type_raw, type_len);
+        cb_char(b, '}');
+        return 0;
+    }
+    if (info->size >= 0 && n != (size_t) info->size) return 1;
+    switch (info->id) {
+    case EXR_T_BOX2I:
+    case EXR_T_BOX2F: {
+        int k = info->id == EXR_T_BOX2I ? 'i' : 'f';
+        cb_str(b, "{\"max\":");
+        vec_json(b, p + 8, 2, k);
+        cb_str(b, ",\"min\":");
+        vec_json(b, p, 2, k);
+        cb_char(b, '}');
+        break;
+    }
+    case EXR_T_CHROMATICITIES:
+        cb_str(b, "{\"blue\":");
+        vec_json(b, p + 16, 2, 'f');
+        cb_str(b, ",\"green\":");
+        vec_json(b, p + 8, 2, 'f');
+        cb_str(b, ",\"red\":");
+        vec_json(b, p, 2, 'f');
+        cb_str(b, ",\"white\":");
+        vec_json(b, p + 24, 2, 'f');
+        cb_char(b, '}');
+        break;
+    case EXR_T_COMPRESSION: enum_json(b, &EXR_ENUM_COMPRESSION, p[0], s); break;
+    case EXR_T_LINE_ORDER: enum_json(b, &EXR_ENUM_LINE_ORDER, p[0], s); break;
+    case EXR_T_ENVMAP: enum_json(b, &EXR_ENUM_ENVMAP, p[0], s); break;
+    case EXR_T_DEEP_IMAGE_STATE: enum_json(b, &EXR_ENUM_DEEP_IMAGE_STATE, p[0], s); break;
+    case EXR_T_DOUBLE:
+        s->has_float = 1;
+        s->fval = f64_at(p);
+        json_f64(b, s->fval);
+        break;
+    case EXR_T_FLOAT:
+        s->has_float = 1;
+        s->fval = f32_at(p);
+        json_f64(b, s->fval);
+        break;
+    case EXR_T_INT:
+        s->has_int = 1;
+        s->ival = internal_exr_i32(p);
+        json_i64(b, s->ival);
+        break;
+    case EXR_T_KEYCODE: {
+        /* sorted keys: count, film_mfc_code, film_type, perf_offset, perfs_per_count, perfs_per_frame, prefix */
+        static const char *const K[] = {"count", "film_mfc_code", "film_type", "perf_offset", "perfs_per_count",
+                                        "perfs_per_frame", "prefix"};
+        static const int IDX[] = {3, 0, 1, 4, 6, 5, 2};
+        cb_char(b, '{');
+        for (int i = 0; i < 7; i++) {
+            if (i) cb_char(b, ',');
+            json_cstr(b, K[i]);
+            cb_char(b, ':');
+            json_i64(b, internal_exr_i32(p + 4 * IDX[i]));
+        }
+        cb_char(b, '}');
+        break;
+    }
+    case EXR_T_M33F:
+    case EXR_T_M33D:
+    case EXR_T_M44F:
+    case EXR_T_M44D: {
+        int dim = t[1] - '0', dbl = t[3] == 'd', w = dbl ? 8 : 4;
+        cb_char(b, '[');
+        for (int r = 0; r < dim; r++) {
+            if (r) cb_char(b, ',');
+            vec_json(b, p + (size_t) r * dim * w, dim, dbl ? 'd' : 'f');
+        }
+        cb_char(b, ']');
+        break;
+    }
+    case EXR_T_RATIONAL: {
+        int32_t num = internal_exr_i32(p);
+        uint32_t den = internal_exr_u32(p + 4);
+        cb_char(b, '[');
+        json_i64(b, num);
+        cb_char(b, ',');
+        json_i64(b, den);
+        cb_char(b, ']');
+        if (den) {
+            s->has_float = 1;
+            s->fval = (double) num / (double) den;
+        }
+        break;
+    }
+    case EXR_T_TILEDESC: {
+        char tmp[24];
+        cb_str(b, "{\"level_mode\":");
+        json_cstr(b, enum_at(&EXR_ENUM_LEVEL_MODE, p[8] & 0x0F, tmp));
+        cb_str(b, ",\"rounding_mode\":");
+        json_cstr(b, enum_at(&EXR_ENUM_ROUNDING_MODE, p[8] >> 4, tmp));
+        cb_str(b, ",\"x_size\":");
+        json_i64(b, internal_exr_u32(p));
+        cb_str(b, ",\"y_size\":");
+        json_i64(b, internal_exr_u32(p + 4));
+        cb_char(b, '}');
+        break;
+    }
+    case EXR_T_TIMECODE:
+        cb_str(b, "{\"time_and_flags\":");
+        json_i64(b, internal_exr_u32(p));
+        cb_str(b, ",\"user_data\":");
+        json_i64(b, internal_exr_u32(p + 4));
+        cb_char(b, '}');
+        break;
+    case EXR_T_V2I:
+    case EXR_T_V2F:
+    case EXR_T_V2D:
+    case EXR_T_V3I:
+    case EXR_T_V3F:
+    case EXR_T_V3D: vec_json(b, p, t[1] - '0', t[2]); break;
+    case EXR_T_CHLIST: chlist_json(b, p, n); break;
+    case EXR_T_STRINGVECTOR: {
+        size_t q = 0;
+        int firsts = 1;
+        cb_char(b, '[');
+        while (q < n) {
+            int32_t len;
+            if (q + 4 > n) break;
+            len = internal_exr_i32(p + q);
+            q += 4;
+            if (len < 0 || (size_t) len > n - q) break;
+            if (!firsts) cb_char(b, ',');
+            firsts = 0;
+            if (utf8_valid(p + q, (size_t) len))
+                json_text(b, p + q, (size_t) len);
+            else
+                json_b64_obj(b, p + q, (size_t) len);
+            q += (size_t) len;
+        }
+        cb_char(b, ']');
+        break;
+    }
+    case EXR_T_FLOATVECTOR:
+        if (n % 4) return 1;
+        vec_json(b, p, (int) (n / 4), 'f');
+        break;
+    case EXR_T_PREVIEW:
+        if (n < 8) return 1;
+        cb_str(b, "{\"height\":");
+        json_i64(b, internal_exr_u32(p + 4));
+        cb_str(b, ",\"width\":");
+        json_i64(b, internal_exr_u32(p));
+        cb_char(b, '}');
+        break;
+    case EXR_T_BYTES: {
+        uint32_t hl;
+        if (n < 4) return 1;
+        hl = internal_exr_u32(p);
+        cb_str(b, "{\"base64\":\"");
+        if ((uint64_t) hl > n - 4) {
+            base64(b, p, n);
+            cb_str(b, "\",\"type\":\"bytes\"}");
+        } else {
+            base64(b, p + 4 + hl, n - 4 - hl);
+            cb_str(b, "\",\"type\":\"bytes\",\"type_hint\":");
+            json_text(b, p + 4, hl);
+            cb_char(b, '}');
+        }
+        break;
+    }
+    case EXR_T_STRING:
+        if (utf8_valid(p, n)) {
+            json_text(b, p, n);
+            s->has_text = 1;
+            s->text = p;
+            s->text_len = n;
+        } else {
+            json_b64_obj(b, p, n);
+        }
+        break;
+    }
+    return 0;
+}
+
+/* ---- the item budget, counted exactly as the decoder counts it ---------- */
+
+/* Offset of the attribute where the budget runs out, or -1. */
+static int64_t over_budget(const exr_scan_t *c)
+{
+    uint64_t items = 0;
+    for (size_t i = 0; i < c->nrecs; i++) {
+        const exr_attr_rec_t *r = &c->recs[i];
+        const exr_type_info_t *info = internal_exr_find_type(c->buf + r->type_off, r->type_len);
+        const uint8_t *p = c->buf + r->value_off;
+        size_t n = r->value_len;
+        if (++items > c->max_items) return (int64_t) r->attr_off;
+        if (!info) continue;
+        if (info->id == EXR_T_CHLIST) {
+            size_t q = 0;
+            for (;;) {
+                const uint8_t *nul;
+                size_t window, end;
+                if (q >= n) break;
+                window = n - q > EXR_MAX_NAME_BYTES + 1 ? EXR_MAX_NAME_BYTES + 1 : n - q;
+                nul = memchr(p + q, 0, window);
+                if (!nul) break;
+                end = (size_t) (nul - p);
+                if (end == q || end + 1 + 16 > n) break;
+                if (++items > c->max_items) return (int64_t) r->attr_off;
+                q = end + 17;
+            }
+        } else if (info->id == EXR_T_STRINGVECTOR) {
+            size_t q = 0;
+            while (q < n) {
+                int32_t len;
+                if (q + 4 > n) break;
+                len = internal_exr_i32(p + q);
+                q += 4;
+                if (len < 0 || (size_t) len > n - q) break;
+                if (++items > c->max_items) return (int64_t) r->attr_off;
+                q += (size_t) len;
+            }
+        } else if (info->id == EXR_T_FLOATVECTOR && n % 4 == 0) {
+            items += n / 4;
+            if (items > c->max_items) return (int64_t) r->attr_off;
+        }
+    }
+    return -1;
+}
+
+/* ---- per part: the first usable attribute by name and type -------------- */
+
+typedef struct {
+    const exr_scan_t *c;
+    size_t lo, hi; /* record range of the part */
+} part_view_t;
+
+/* Expected value size of the types looked up by name below (-1: variable, never dropped). */
+static int fixed_size(const char *type)
+{
+    if (!strcmp(type, "box2i")) return 16;
+    if (!strcmp(type, "float") || !strcmp(type, "int")) return 4;
+    if (!strcmp(type, "tiledesc")) return 9;
+    if (!strcmp(type, "lineOrder") || !strcmp(type, "compression")) return 1;
+    return -1;
+}
+
+static const exr_attr_rec_t *find(const part_view_t *pv, const char *name, const char *type)
+{
+    size_t nl = strlen(name), tl = strlen(type);
+    int size = fixed_size(type);
+    for (size_t i = pv->lo; i < pv->hi; i++) {
+        const exr_attr_rec_t *r = &pv->c->recs[i];
+        if (r->name_len != nl || r->type_len != tl) continue;
+        if (memcmp(pv->c->buf + r->attr_off, name, nl) || memcmp(pv->c->buf + r->type_off, type, tl)) continue;
+        if (size >= 0 && r->value_len != (size_t) size) continue; /* dropped by the decoder */
+        return r;
+    }
+    return NULL;
+}
+
+/* A string attribute's text, if the first such attribute is valid UTF-8. */
+static int find_text(const part_view_t *pv, const char *name, const uint8_t **p, size_t *n)
+{
+    const exr_attr_rec_t *r = find(pv, name, "string");
+    if (!r || !utf8_valid(pv->c->buf + r->value_off, r->value_len)) return 0;
+    *p = pv->c->buf + r->value_off;
+    *n = r->value_len;
+    return 1;
+}
+
+static const char *const PART_TYPES[] = {"scanlineimage", "tiledimage", "deepscanline", "deeptile"};
+
+static const char *part_type(const part_view_t *pv, uint32_t flags)
+{
+    const uint8_t *t;
+    size_t n;
+    if (find_text(pv, "type", &t, &n))
+        for (int i = 0; i < 4; i++)
+            if (strlen(PART_TYPES[i]) == n && !memcmp(PART_TYPES[i], t, n)) return PART_TYPES[i];
+    if (flags & EXR_FLAG_MULTIPART) return "scanlineimage";
+    if (flags & EXR_FLAG_NON_IMAGE) return find(pv, "tiles", "tiledesc") ? "deeptile" : "deepscanline";
+    return (flags & EXR_FLAG_TILED) ? "tiledimage" : "scanlineimage";
+}
+
+static void col_text_or_null(col_t *c, const part_view_t *pv, const char *const *names, int count)
+{
+    for (int i = 0; i < count; i++) {
+        const uint8_t *p;
+        size_t n;
+        if (find_text(pv, names[i], &p, &n)) {
+            col_str(c, p, n);
+            return;
+        }
+    }
+    col_null(c);
+}
+
+static void window_cols(chunk_t *ck, int base, const uint8_t *box)
+{
+    for (int i = 0; i < 4; i++) {
+        if (box)
+            col_i32(&ck->parts[base + i], internal_exr_i32(box + 4 * i));
+        else
+            col_null(&ck->parts[base + i]);
+    }
+}
+
+static void emit_part(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t pi, uint32_t flags, const char *ptype)
+{
+    static const char *const COLOR[] = {"colorSpace", "colorInteropID", "oiio:ColorSpace", "ocio:colorspace"};
+    static const char *const SOFTWARE[] = {"software", "renderSoftware", "renderer", "creator", "hostApp"};
+    const exr_attr_rec_t *r;
+    const uint8_t *dw = NULL, *disp = NULL, *tiles = NULL;
+    col_t *P = ck->parts;
+    const uint8_t *t;
+    size_t n;
+    char tmp[24];
+    int tiled = !strcmp(ptype, "tiledimage") || !strcmp(ptype, "deeptile");
+    int deep = !strcmp(ptype, "deepscanline") || !strcmp(ptype, "deeptile");
+
+    (void) flags;
+    if ((r = find(pv, "dataWindow", "box2i"))) dw = pv->c->buf + r->value_off;
+    if ((r = find(pv, "displayWindow", "box2i"))) disp = pv->c->buf + r->value_off;
+    if ((r = find(pv, "tiles", "tiledesc"))) tiles = pv->c->buf + r->value_off;
+
+    col_i32(&P[P_FILE_INDEX], fi);
+    col_i32(&P[P_PART_INDEX], pi);
+    if (find_text(pv, "name", &t, &n)) col_str(&P[P_NAME], t, n); else col_null(&P[P_NAME]);
+    if (find_text(pv, "view", &t, &n)) col_str(&P[P_VIEW], t, n); else col_null(&P[P_VIEW]);
+    col_str(&P[P_TYPE], ptype, strlen(ptype));
+    if (dw) {
+        int64_t x0 = internal_exr_i32(dw), y0 = internal_exr_i32(dw + 4);
+        col_i64(&P[P_WIDTH], (int64_t) internal_exr_i32(dw + 8) - x0 + 1);
+        col_i64(&P[P_HEIGHT], (int64_t) internal_exr_i32(dw + 12) - y0 + 1);
+    } else {
+        col_null(&P[P_WIDTH]);
+        col_null(&P[P_HEIGHT]);
+    }
+    if (disp) {
+        col_i64(&P[P_DWIDTH], (int64_t) internal_exr_i32(disp + 8) - internal_exr_i32(disp) + 1);
+        col_i64(&P[P_DHEIGHT], (int64_t) internal_exr_i32(disp + 12) - internal_exr_i32(disp + 4) + 1);
+    } else {
+        col_null(&P[P_DWIDTH]);
+        col_null(&P[P_DHEIGHT]);
+    }
+    if (dw) {
+        col_i64(&P[P_XOFF], internal_exr_i32(dw));
+        col_i64(&P[P_YOFF], internal_exr_i32(dw + 4));
+    } else {
+        col_null(&P[P_XOFF]);
+        col_null(&P[P_YOFF]);
+    }
+    window_cols(ck, P_DW_MINX, dw);
+    window_cols(ck, P_DISP_MINX, disp);
+    if ((r = find(pv, "pixelAspectRatio", "float"))) col_f64(&P[P_PAR], f32_at(pv->c->buf + r->value_off));
+    else col_null(&P[P_PAR]);
+    if ((r = find(pv, "lineOrder", "lineOrder"))) {
+        const char *s = enum_at(&EXR_ENUM_LINE_ORDER, pv->c->buf[r->value_off], tmp);
+        col_str(&P[P_LINE_ORDER], s, strlen(s));
+    } else
+        col_null(&P[P_LINE_ORDER]);
+    if ((r = find(pv, "compression", "compression"))) {
+        const char *s = enum_at(&EXR_ENUM_COMPRESSION, pv->c->buf[r->value_off], tmp);
+        col_str(&P[P_COMPRESSION], s, strlen(s));
+    } else
+        col_null(&P[P_COMPRESSION]);
+    col_bool(&P[P_TILED], tiled);
+    if (tiles) {
+        const char *lm = enum_at(&EXR_ENUM_LEVEL_MODE, tiles[8] & 0x0F, tmp), *rm;
+        col_i64(&P[P_TILE_W], internal_exr_u32(tiles));
+        col_i64(&P[P_TILE_H], internal_exr_u32(tiles + 4));
+        col_str(&P[P_LEVEL], lm, strlen(lm));
+        rm = enum_at(&EXR_ENUM_ROUNDING_MODE, tiles[8] >> 4, tmp);
+        col_str(&P[P_ROUNDING], rm, strlen(rm));
+    } else {
+        col_null(&P[P_TILE_W]);
+        col_null(&P[P_TILE_H]);
+        col_null(&P[P_LEVEL]);
+        col_null(&P[P_ROUNDING]);
+    }
+    col_bool(&P[P_DEEP], deep);
+    if ((r = find(pv, "chunkCount", "int"))) col_i64(&P[P_CHUNKS], internal_exr_i32(pv->c->buf + r->value_off));
+    else col_null(&P[P_CHUNKS]);
+    col_text_or_null(&P[P_COLOR], pv, COLOR, 4);
+    col_text_or_null(&P[P_SOFTWARE], pv, SOFTWARE, 5);
+}
+
+static void emit_channels(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t pi)
+{
+    const exr_attr_rec_t *r = find(pv, "channels", "chlist");
+    const uint8_t *raw;
+    size_t n, p = 0;
+    col_t *C = ck->channels;
+    char tmp[24];
+    if (!r) return;
+    raw = pv->c->buf + r->value_off;
+    n = r->value_len;
+    for (;;) {
+        const uint8_t *nul;
+        size_t window, end, dot, nlen;
+        const char *ty;
+        cbuf_t *b;
+        if (p >= n) break;
+        window = n - p > EXR_MAX_NAME_BYTES + 1 ? EXR_MAX_NAME_BYTES + 1 : n - p;
+        nul = memchr(raw + p, 0, window);
+        if (!nul) break;
+        end = (size_t) (nul - raw);
+        if (end == p || end + 1 + 16 > n) break;
+        nlen = end - p;
+        col_i32(&C[C_FILE_INDEX], fi);
+        col_i32(&C[C_PART_INDEX], pi);
+        b = col_str_begin(&C[C_NAME]);
+        put_text(b, raw + p, nlen, 0);
+        col_str_end(&C[C_NAME]);
+        /* layer = everything before the last '.', component = after ("" layer if no dot) */
+        for (dot = nlen; dot > 0 && raw[p + dot - 1] != '.'; dot--) {}
+        b = col_str_begin(&C[C_LAYER]);
+        if (dot) put_text(b, raw + p, dot - 1, 0);
+        col_str_end(&C[C_LAYER]);
+        b = col_str_begin(&C[C_COMPONENT]);
+        put_text(b, raw + p + dot, nlen - dot, 0);
+        col_str_end(&C[C_COMPONENT]);
+        p = end + 1;
+        ty = enum_at(&EXR_ENUM_PIXEL_TYPE, internal_exr_i32(raw + p), tmp);
+        col_str(&C[C_TYPE], ty, strlen(ty));
+        col_i32(&C[C_XS], internal_exr_i32(raw + p + 8));
+        col_i32(&C[C_YS], internal_exr_i32(raw + p + 12));
+        col_bool(&C[C_PLINEAR], raw[p + 4] != 0);
+        p += 16;
+    }
+}
+
+static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyObject *path, int32_t fi)
+{
+    col_t *A = ck->attrs, *F = ck->files;
+    size_t rec = 0;
+    int any_deep = 0, any_tiled = 0;
+    char hex[33];
+    Py_ssize_t plen;
+    const char *pstr = PyUnicode_AsUTF8AndSize(path, &plen);
+    if (!pstr) return -1;
+
+    ck->hjson.len = 0;
+    cb_char(&ck->hjson, '[');
+    for (uint32_t part = 0; part < c->nparts; part++) {
+        part_view_t pv = {c, rec, rec};
+        const char *ptype;
+        int firsta = 1;
+        while (pv.hi < c->nrecs && c->recs[pv.hi].part == part) pv.hi++;
+        if (part) cb_char(&ck->hjson, ',');
+        cb_char(&ck->hjson, '[');
+        for (size_t i = pv.lo; i < pv.hi; i++) {
+            const exr_attr_rec_t *r = &c->recs[i];
+            const exr_type_info_t *info = internal_exr_find_type(c->buf + r->type_off, r->type_len);
+            scalars_t s;
+            ck->tmp.len = 0;
+            if (value_json(&ck->tmp, info, c->buf + r->type_off, r->type_len, c->buf + r->value_off, r->value_len,
+                           &s))
+                continue; /* dropped */
+            if (ck->tmp.failed) return -1;
+            col_i32(&A[A_FILE_INDEX], fi);
+            col_i32(&A[A_PART_INDEX], (int32_t) part);
+            put_text(col_str_begin(&A[A_NAME]), c->buf + r->attr_off, r->name_len, 0);
+            col_str_end(&A[A_NAME]);
+            put_text(col_str_begin(&A[A_TYPE]), c->buf + r->type_off, r->type_len, 0);
+            col_str_end(&A[A_TYPE]);
+            col_str(&A[A_JSON], ck->tmp.p, ck->tmp.len);
+            if (s.has_text) col_str(&A[A_TEXT], s.text, s.text_len); else col_null(&A[A_TEXT]);
+            if (s.has_int) col_i64(&A[A_INT], s.ival); else col_null(&A[A_INT]);
+            if (s.has_float) col_f64(&A[A_FLOAT], s.fval); else col_null(&A[A_FLOAT]);
+            if (!firsta) cb_char(&ck->hjson, ',');
+            firsta = 0;
+            cb_str(&ck->hjson, "{\"name\":");
+            json_text(&ck->hjson, c->buf + r->attr_off, r->name_len);
+            cb_str(&ck->hjson, ",\"type\":");
+            json_text(&ck->hjson, c->buf + r->type_off, r->type_len);
+            cb_str(&ck->hjson, ",\"value\":");
+            cb_put(&ck->hjson, ck->tmp.p, ck->tmp.len);
+            cb_char(&ck->hjson, '}');
+        }
+        cb_char(&ck->hjson, ']');
+        ptype = part_type(&pv, c->flags);
+        any_tiled |= !strcmp(ptype, "tiledimage") || !strcmp(ptype, "deeptile");
+        any_deep |= !strcmp(ptype, "deepscanline") || !strcmp(ptype, "deeptile");
+        emit_part(ck, &pv, fi, (int32_t) part, c->flags, ptype);
+        emit_channels(ck, &pv, fi, (int32_t) part);
+        rec = pv.hi;
+    }
+    cb_char(&ck->hjson, ']');
+    if (ck->hjson.failed) return -1;
+    snprintf(hex, sizeof(hex), "%016llx%016llx", (unsigned long long) xxh64(ck->hjson.p, ck->hjson.len, 0),
+             (unsigned long long) xxh64(ck->hjson.p, ck->hjson.len, 1));
+
+    col_i32(&F[F_FILE_INDEX], fi);
+    col_str(&F[F_PATH], pstr, (size_t) plen);
+    col_i64(&F[F_SIZE], (int64_t) f->size);
+    col_i64(&F[F_MTIME], f->mtime_ns);
+    col_i64(&F[F_INODE], (int64_t) f->inode);
+    col_i32(&F[F_FLAGS], (int32_t) c->flags);
+    col_i32(&F[F_NPARTS], (int32_t) c->nparts);
+    col_bool(&F[F_DEEP], any_deep);
+    col_bool(&F[F_TILED], any_tiled);
+    col_str(&F[F_HASH], hex, 32);
+    return 0;
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+static int add_error(chunk_t *ck, PyObject *path, const char *code, PyObject *message, PyObject *offset,
+                     const file_read_t *f, int with_stat)
+{
+    PyObject *full, *row;
+    int rc;
+    if (!message) return -1;
+    if (offset && offset != Py_None)
+        full = PyUnicode_FromFormat("%U: %U (at byte %S)", path, message, offset);
+    else
+        full = PyUnicode_FromFormat("%U: %U", path, message);
+    Py_DECREF(message);
+    if (!full) return -1;
+    if (with_stat)
+        row = Py_BuildValue("(OsNKL)", path, code, full, (unsigned long long) f->size, (long long) f->mtime_ns);
+    else
+        row = Py_BuildValue("(OsNOO)", path, code, full, Py_None, Py_None);
+    if (!row) return -1;
+    rc = PyList_Append(ck->errors, row);
+    Py_DECREF(row);
+    return rc;
+}
+
+/* ---- export -------------------------------------------------------------- */
+
+static PyObject *bytes_of(const cbuf_t *b) { return PyBytes_FromStringAndSize((const char *) b->p, (Py_ssize_t) b->len); }
+
+static int export_cols(PyObject *out, const char *table, col_t *cols, int ncols)
+{
+    PyObject *d = PyDict_New();
+    int rc;
+    if (!d) return -1;
+    for (int i = 0; i < ncols; i++) {
+        col_t *c = &cols[i];
+        PyObject *t;
+        if (c->kind == COL_STR && c->values.len == 0) {
+            int32_t zero = 0;
+            cb_put(&c->values, &zero, 4);
+        }
+        if (col_failed(c)) {
+            Py_DECREF(d);
+            PyErr_NoMemory();
+            return -1;
+        }
+        t = Py_BuildValue("(LLNNN)", (long long) c->n, (long long) c->nulls,
+                          c->nulls ? bytes_of(&c->validity) : (Py_INCREF(Py_None), Py_None), bytes_of(&c->values),
+                          c->kind == COL_STR ? bytes_of(&c->data) : (Py_INCREF(Py_None), Py_None));
+        if (!t || PyDict_SetItemString(d, c->name, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(d);
+            return -1;
+        }
+        Py_DECREF(t);
+    }
+    rc = PyDict_SetItemString(out, table, d);
+    Py_DECREF(d);
+    return rc;
+}
+
+static void init_cols(col_t *cols, int n, const void *spec_v)
+{
+    const struct {
+        const char *name;
+        col_kind_t kind;
+    } *spec = spec_v;
+    for (int i = 0; i < n; i++) {
+        memset(&cols[i], 0, sizeof(cols[i]));
+        cols[i].name = spec[i].name;
+        cols[i].kind = spec[i].kind;
+    }
+}
+
+static void free_chunk(chunk_t *ck)
+{
+    for (int i = 0; i < F_N; i++) col_free(&ck->files[i]);
+    for (int i = 0; i < P_N; i++) col_free(&ck->parts[i]);
+    for (int i = 0; i < C_N; i++) col_free(&ck->channels[i]);
+    for (int i = 0; i < A_N; i++) col_free(&ck->attrs[i]);
+    free(ck->hjson.p);
+    free(ck->tmp.p);
+    Py_XDECREF(ck->errors);
+}
+
+PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items)
+{
+    chunk_t ck;
+    PyObject *out = NULL, *seq;
+    Py_ssize_t n;
+    int32_t fi = 0;
+
+    memset(&ck, 0, sizeof(ck));
+    init_cols(ck.files, F_N, FILE_COLS);
+    init_cols(ck.parts, P_N, PART_COLS);
+    init_cols(ck.channels, C_N, CHANNEL_COLS);
+    init_cols(ck.attrs, A_N, ATTR_COLS);
+    seq = PySequence_Fast(paths, "scan_chunk expects a sequence of paths");
+    if (!seq) return NULL;
+    ck.errors = PyList_New(0);
+    if (!ck.errors) goto done;
+    n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *path = PySequence_Fast_GET_ITEM(seq, i), *fs = NULL;
+        exr_scan_t ctx;
+        file_read_t f;
+        exr_scan_result_t rv;
+        int64_t budget_at;
+        if (!PyUnicode_Check(path)) {
+            PyErr_SetString(PyExc_TypeError, "scan_chunk paths must be str");
+            goto done;
+        }
+        if (!PyUnicode_FSConverter(path, &fs)) goto done;
+        memset(&ctx, 0, sizeof(ctx));
+        memset(&f, 0, sizeof(f));
+        ctx.max_header = max_header;
+        ctx.max_items = max_items;
+        Py_BEGIN_ALLOW_THREADS
+        rv = internal_exr_scan_file(PyBytes_AS_STRING(fs), &f, &ctx);
+        Py_END_ALLOW_THREADS
+        Py_DECREF(fs);
+        if (f.stage != IO_OK) {
+            int rc;
+            if (f.stage == IO_NOMEM) {
+                PyErr_NoMemory();
+                rc = -1;
+            } else {
+                const char *prefix = f.stage == IO_OPEN ? "cannot open file" : f.stage == IO_READ ? "cannot read file"
+                                                                                                  : "not a regular file";
+                PyObject *msg = f.err ? PyUnicode_FromFormat("%s: %s", prefix, strerror(f.err))
+                                      : PyUnicode_FromString(prefix);
+                rc = add_error(&ck, path, "io_error", msg, Py_None, &f, 0);
+            }
+            internal_exr_scan_free(&ctx);
+            internal_exr_file_free(&f);
+            if (rc < 0) goto done;
+            continue;
+        }
+        budget_at = over_budget(&ctx);
+        if (budget_at >= 0 || rv != EXR_SCAN_OK) {
+            int rc;
+            PyObject *off;
+            if (budget_at >= 0) {
+                off = PyLong_FromLongLong(budget_at);
+                rc = off ? add_error(&ck, path, "header_too_large",
+                                     PyUnicode_FromFormat("header has more than %llu attributes and values",
+                                                          (unsigned long long) max_items),
+                                     off, &f, 1)
+                         : -1;
+            } else {
+                off = PyLong_FromSize_t(ctx.err_off);
+                rc = off ? add_error(&ck, path, internal_exr_scan_code(rv), internal_exr_scan_error_message(&ctx, rv),
+                                     off, &f, 1)
+                         : -1;
+            }
+            Py_XDECREF(off);
+            internal_exr_scan_free(&ctx);
+            internal_exr_file_free(&f);
+            if (rc < 0) goto done;
+            continue;
+        }
+        if (emit_file(&ck, &ctx, &f, path, fi) < 0) {
+            internal_exr_scan_free(&ctx);
+            internal_exr_file_free(&f);
+            if (!PyErr_Occurred()) PyErr_NoMemory();
+            goto done;
+        }
+        fi++;
+        internal_exr_scan_free(&ctx);
+        internal_exr_file_free(&f);
+    }
+    out = PyDict_New();
+    if (!out) goto done;
+    if (export_cols(out, "files", ck.files, F_N) < 0 || export_cols(out, "parts", ck.parts, P_N) < 0
+        || export_cols(out, "channels", ck.channels, C_N) < 0 || export_cols(out, "attributes", ck.attrs, A_N) < 0
+        || PyDict_SetItemString(out, "errors", ck.errors) < 0) {
+        Py_CLEAR(out);
+    }
+done:
+    Py_DECREF(seq);
+    free_chunk(&ck);
+    return out;
+}

@@ -1,0 +1,15 @@
+/*
+ * The chunk scanner: paths -> Arrow-layout column buffers (see exr_columns.c).
+ */
+#ifndef EXR_INSPECTOR_INTERNAL_COLUMNS_H
+#define EXR_INSPECTOR_INTERNAL_COLUMNS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+
+/* {table: {column: (length, null_count, validity | None, values, data | None)}, "errors": [rows]} */
+PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items);
+
+#endif

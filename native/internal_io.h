@@ -1,0 +1,26 @@
+/*
+ * File I/O for the scanner: open, stat, read the first 64 KiB into a per-thread
+ * buffer, scan, and grow only while the header runs on. Never reads pixels.
+ * Runs without the GIL.
+ */
+#ifndef EXR_INSPECTOR_INTERNAL_IO_H
+#define EXR_INSPECTOR_INTERNAL_IO_H
+
+#include "internal_scan.h"
+
+typedef enum { IO_OK = 0, IO_OPEN, IO_READ, IO_NOT_REGULAR, IO_NOMEM } io_stage_t;
+
+typedef struct {
+    uint8_t *buf; /* first_buf, or heap memory once grown past it */
+    size_t len;
+    io_stage_t stage;
+    int err;
+    uint64_t size;
+    int64_t mtime_ns;
+    uint64_t inode;
+} file_read_t;
+
+exr_scan_result_t internal_exr_scan_file(const char *path, file_read_t *f, exr_scan_t *ctx);
+void internal_exr_file_free(file_read_t *f);
+
+#endif

@@ -1,0 +1,357 @@
+"""The embedded catalog: one DuckDB file, written by a single writer.
+
+Tables are created from the Arrow schemas in ``schema.TABLES`` (``ddl_for``), so
+there is no hand-written DDL to drift. Batches go in zero-copy: each pyarrow
+table is registered as a view and merged with set-based SQL inside one
+transaction, so the cost per batch is a handful of statements, never per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .base import Catalog, CatalogError, IngestBatch, UpsertStats
+from .schema import EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES, validate_batch
+
+# Non-unique ART indexes on the merge keys. Unique ones would reject the
+# delete-then-insert of a changed file's key inside one transaction on some
+# DuckDB versions, and uniqueness is enforced by the upsert itself.
+INDEXES = {
+    "files": ("file_path_normalized",),
+    "parts": ("file_id",),
+    "channels": ("file_id",),
+    "attributes": ("file_id",),
+}
+
+LOOKUP_SCHEMA = pa.schema([FILES.field(n) for n in ("file_path_normalized", "size_bytes", "mtime_ns", "inode", "header_hash")])
+SEARCH_SCHEMA = pa.schema([FILES.field("file_path"), FILES.field("file_id"), pa.field("score", pa.float64())])
+
+_SCALARS = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.bool_(): "BOOLEAN",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.timestamp("us"): "TIMESTAMP",
+}
+
+
+def _q(name: str) -> str:
+    """Quote an identifier (names come from our schemas, but quoting costs nothing)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_type(t: pa.DataType) -> str:
+    """The DuckDB type of an Arrow type; raises TypeError for types the catalog does not use."""
+    if t in _SCALARS:
+        return _SCALARS[t]
+    if pa.types.is_fixed_size_list(t):
+        return f"{sql_type(t.value_type)}[{t.list_size}]"
+    if pa.types.is_list(t):
+        return f"{sql_type(t.value_type)}[]"
+    if pa.types.is_struct(t):
+        return "STRUCT(" + ", ".join(f"{_q(f.name)} {sql_type(f.type)}" for f in t) + ")"
+    raise TypeError(f"no DuckDB mapping for Arrow type {t}")
+
+
+def ddl_for(name: str, schema: pa.Schema) -> str:
+    """CREATE TABLE IF NOT EXISTS for one catalog table, derived from its Arrow schema."""
+    cols = ",\n  ".join(f"{_q(f.name)} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema)
+    return f"CREATE TABLE IF NOT EXISTS {_q(name)} (\n  {cols}\n)"
+
+
+def _naive_utc(t: dt.datetime) -> dt.datetime:
+    """Timestamps are stored as naive UTC (see schema.TS)."""
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence | None = None):
+    """First value of a one-row statement; fetchall() so no open result blocks the connection."""
+    return con.execute(sql, params).fetchall()[0][0]
+
+
+def _open_error(path: str, e: duckdb.Error) -> CatalogError:
+    """Turn DuckDB's open failures into messages that say what to do."""
+    msg = str(e)
+    if "Could not set lock" in msg:
+        pid = re.search(r"\(PID (\d+)\)", msg)
+        who = f" (PID {pid.group(1)})" if pid else ""
+        return CatalogError(f"catalog {path} is locked by another process{who}; wait for it to finish or stop it")
+    if "not a valid DuckDB database" in msg:
+        return CatalogError(f"cannot open catalog {path}: the file exists but is not a DuckDB database")
+    return CatalogError(f"cannot open catalog {path}: {msg}")
+
+
+class DuckDBCatalog(Catalog):
+    """A catalog in one DuckDB file (``PATH``, ``duckdb://PATH`` or ``:memory:``).
+
+    Opening creates the file and its tables unless ``read_only``; a catalog
+    written by a newer exr-inspector (higher ``schema_version``) is refused.
+    """
+
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
+        self.url = url
+        path = url.removeprefix("duckdb://")
+        self.path = path if path == ":memory:" else os.path.expanduser(path)
+        self.read_only = read_only
+        if self.path != ":memory:":
+            parent = Path(self.path).resolve().parent
+            if not parent.is_dir():
+                raise CatalogError(f"cannot open catalog {self.path}: directory {parent} does not exist")
+            if Path(self.path).is_dir():
+                raise CatalogError(f"cannot open catalog {self.path}: it is a directory")
+        try:
+            self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as e:
+            raise _open_error(self.path, e) from e
+        try:
+            self.ensure_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- plumbing ---------------------------------------------------------
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise CatalogError(f"catalog {self.path} is closed")
+        return self._con
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Report every DuckDB failure as a CatalogError naming the catalog."""
+        try:
+            yield
+        except duckdb.Error as e:
+            raise CatalogError(f"{what} failed on catalog {self.path}: {e}") from e
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """BEGIN … COMMIT; on any exception ROLLBACK, then raise CatalogError (interrupts pass through)."""
+        con = self.con
+        con.begin()
+        try:
+            yield con
+            con.commit()
+        except BaseException as e:
+            with suppress(duckdb.Error):
+                con.rollback()
+            if isinstance(e, Exception) and not isinstance(e, CatalogError):
+                raise CatalogError(f"{what} failed on catalog {self.path} and was rolled back: {e}") from e
+            raise
+
+    def _stored_version(self, con: duckdb.DuckDBPyConnection) -> int | None:
+        if not _scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'catalog_meta'"):
+            return None
+        stored = _scalar(con, "SELECT max(value) FROM catalog_meta WHERE key = 'schema_version'")
+        return None if stored is None else int(stored)
+
+    # -- schema -----------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create missing tables and indexes, record ``schema_version``; refuse another version."""
+        if self.read_only:
+            with self._errors("reading schema_version"):
+                self._check_version(self._stored_version(self.con))
+            return
+        with self._transaction("creating the schema") as con:
+            stored = self._stored_version(con)
+            self._check_version(stored)
+            for name, schema in TABLES.items():
+                con.execute(ddl_for(name, schema))
+            for table, cols in INDEXES.items():
+                index = _q(f"{table}_{'_'.join(cols)}_idx")
+                con.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {_q(table)} ({', '.join(map(_q, cols))})")
+            if stored is None:
+                con.execute("INSERT INTO catalog_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    def _check_version(self, stored: int | None) -> None:
+        if stored is not None and stored > SCHEMA_VERSION:
+            raise CatalogError(
+                f"catalog {self.path} has schema_version {stored}, newer than this exr-inspector's "
+                f"{SCHEMA_VERSION}; upgrade exr-inspector to use it"
+            )
+        if stored is not None and stored < SCHEMA_VERSION:
+            raise CatalogError(f"catalog {self.path} has schema_version {stored} < {SCHEMA_VERSION}; migrate it first")
+
+    # -- writing ----------------------------------------------------------
+
+    def upsert(self, batch: IngestBatch) -> UpsertStats:
+        """Merge one batch in one transaction, keyed by ``files.file_path_normalized``.
+
+        Files repeated inside one batch are refused (CatalogError) rather than
+        resolved: their child rows could not be told apart. Child rows are
+        written only for new and changed files; those of unchanged files are
+        ignored.
+        """
+        tables = batch.tables()
+        for name, table in tables.items():
+            try:
+                validate_batch(name, table)
+            except TypeError as e:
+                raise CatalogError(f"upsert refused: {e}") from e
+        keys = batch.files.column("file_path_normalized")
+        if pc.count_distinct(keys).as_py() != len(keys):
+            counts = pc.value_counts(keys)
+            dups = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+            raise CatalogError(f"upsert refused: {len(dups)} file(s) appear more than once in the batch, e.g. {dups[0]}")
+        views = {name: f"_batch_{name}" for name in tables}
+        con = self.con
+        try:
+            for name, view in views.items():
+                con.register(view, tables[name])
+            with self._transaction("upsert"):
+                return self._merge(con, _naive_utc(batch.now), len(batch.errors))
+        finally:
+            for view in views.values():
+                with suppress(duckdb.Error):
+                    con.unregister(view)
+
+    def _merge(self, con: duckdb.DuckDBPyConnection, now: dt.datetime, n_errors: int) -> UpsertStats:
+        """The upsert's statements, run inside its transaction over the registered ``_batch_*`` views."""
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _upsert_keys AS
+            SELECT b.file_path_normalized AS path, b.file_id AS new_id, f.file_id AS old_id,
+                   f.first_seen, f.inspection_count,
+                   CASE WHEN f.file_path_normalized IS NULL THEN 'new'
+                        WHEN f.header_hash = b.header_hash THEN 'same' ELSE 'changed' END AS action
+            FROM _batch_files b LEFT JOIN files f USING (file_path_normalized)""")
+        counts = dict(con.execute("SELECT action, count(*) FROM _upsert_keys GROUP BY action").fetchall())
+        stats = UpsertStats(counts.get("new", 0), counts.get("changed", 0), counts.get("same", 0), n_errors)
+        if stats.unchanged:
+            con.execute("""
+                UPDATE files SET last_inspected = ?, inspection_count = coalesce(files.inspection_count, 0) + 1,
+                       size_bytes = b.size_bytes, mtime = b.mtime, mtime_ns = b.mtime_ns, inode = b.inode,
+                       missing_since = NULL
+                FROM _batch_files b
+                WHERE files.file_path_normalized = b.file_path_normalized AND files.header_hash = b.header_hash""",
+                [now])
+        if stats.replaced:
+            for table in FILE_TABLES[1:]:
+                con.execute(f"DELETE FROM {table} WHERE file_id IN "
+                            "(SELECT old_id FROM _upsert_keys WHERE action = 'changed')")
+            con.execute("DELETE FROM files WHERE file_path_normalized IN "
+                        "(SELECT path FROM _upsert_keys WHERE action = 'changed')")
+        if stats.inserted or stats.replaced:
+            con.execute("""
+                INSERT INTO files BY NAME
+                SELECT b.* REPLACE (coalesce(k.first_seen, b.first_seen) AS first_seen,
+                                    coalesce(k.inspection_count + 1, b.inspection_count) AS inspection_count)
+                FROM _batch_files b JOIN _upsert_keys k ON k.path = b.file_path_normalized
+                WHERE k.action <> 'same'""")
+            for table in FILE_TABLES[1:]:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch_{table} "
+                            "WHERE file_id IN (SELECT new_id FROM _upsert_keys WHERE action <> 'same')")
+        if n_errors:
+            con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM _batch_crawl_errors")
+        con.execute("DROP TABLE _upsert_keys")
+        return stats
+
+    def start_run(self, run_id: str, roots: Sequence[str], started_at: dt.datetime) -> None:
+        with self._errors("start_run"):
+            self.con.execute("INSERT INTO crawl_runs VALUES (?, ?, ?, NULL, 'running', NULL)",
+                             [run_id, list(roots), _naive_utc(started_at)])
+
+    def finish_run(self, run_id: str, status: str, counts: dict, finished_at: dt.datetime) -> None:
+        with self._errors("finish_run"):
+            n = _scalar(
+                self.con, "UPDATE crawl_runs SET status = ?, counts = ?, finished_at = ? WHERE run_id = ?",
+                [status, orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode(), _naive_utc(finished_at), run_id],
+            )
+        if not n:
+            raise CatalogError(f"finish_run: no run {run_id!r} in catalog {self.path}")
+
+    # -- reading ----------------------------------------------------------
+
+    def lookup(self, paths: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Table:
+        """Known files among ``paths``, by a join against the registered path array."""
+        keys = paths if isinstance(paths, pa.Array | pa.ChunkedArray) else pa.array(paths, pa.string())
+        if len(keys) == 0:
+            return LOOKUP_SCHEMA.empty_table()
+        con = self.con
+        with self._errors("lookup"):
+            con.register("_lookup_paths", pa.table({"path": keys}))
+            try:
+                out = con.sql("""
+                    SELECT file_path_normalized, size_bytes, mtime_ns, inode, header_hash FROM files
+                    WHERE file_path_normalized IN (SELECT path FROM _lookup_paths)""").to_arrow_table()
+            finally:
+                con.unregister("_lookup_paths")
+        return out.cast(LOOKUP_SCHEMA)
+
+    def search(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> pa.Table:
+        """Top-k by ``array_inner_product``; ``where`` becomes an AND of parameterised IN-lists.
+
+        Raises ValueError for a vector of the wrong size or an unknown/non-scalar ``where`` column.
+        """
+        vec = np.asarray(vector, dtype=np.float32).ravel()
+        if vec.size != EMBEDDING_DIM:
+            raise ValueError(f"search vector has {vec.size} values, expected {EMBEDDING_DIM}")
+        if k <= 0:
+            return SEARCH_SCHEMA.empty_table()
+        sql, params = self._where(where or {})
+        with self._errors("search"):
+            out = self.con.sql(
+                f"""SELECT file_path, file_id,
+                           array_inner_product(metadata_embedding, ?::FLOAT[{EMBEDDING_DIM}])::DOUBLE AS score
+                    FROM files WHERE metadata_embedding IS NOT NULL{sql}
+                    ORDER BY score DESC, file_path LIMIT ?""",
+                params=[vec.tolist(), *params, k],
+            ).to_arrow_table()
+        return out.cast(SEARCH_SCHEMA)
+
+    @staticmethod
+    def _where(where: dict) -> tuple[str, list]:
+        """`` AND col IN (?, …)`` per column; a None among the values matches NULL."""
+        sql, params = [], []
+        for col, value in where.items():
+            if col not in FILES.names:
+                raise ValueError(f"search: unknown files column {col!r}")
+            t = FILES.field(col).type
+            if pa.types.is_nested(t):
+                raise ValueError(f"search: cannot filter on {col!r} ({t})")
+            values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+            present = [v for v in values if v is not None]
+            terms = [f"{_q(col)} IN ({', '.join('?' * len(present))})"] if present else []
+            if len(present) < len(values):
+                terms.append(f"{_q(col)} IS NULL")
+            sql.append(f" AND ({' OR '.join(terms) or 'FALSE'})")
+            params.extend(present)
+        return "".join(sql), params
+
+    def get_embedding(self, path: str) -> np.ndarray | None:
+        with self._errors("get_embedding"):
+            rows = self.con.execute(
+                "SELECT metadata_embedding FROM files WHERE file_path_normalized = ? LIMIT 1", [path]
+            ).fetchall()
+        return np.asarray(rows[0][0], dtype=np.float32) if rows and rows[0][0] is not None else None
+
+    def count(self, table: str) -> int:
+        if table not in TABLES:
+            raise ValueError(f"unknown catalog table {table!r} (known: {', '.join(TABLES)})")
+        with self._errors(f"count({table})"):
+            return _scalar(self.con, f"SELECT count(*) FROM {_q(table)}")
+
+    def query(self, sql: str, params: Sequence | None = None) -> pa.Table:
+        """Raw SQL on the embedded catalog (the documented catalog queries run unchanged)."""
+        with self._errors("query"):
+            rel = self.con.sql(sql, params=params)
+            return rel.to_arrow_table() if rel is not None else pa.table({})
+
+    def close(self) -> None:
+        if self._con is not None:
+            con, self._con = self._con, None
+            con.close()

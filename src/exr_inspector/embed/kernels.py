@@ -1,0 +1,212 @@
+"""Numba kernels of the embedder, each next to the plain reference it is tested against.
+
+Two array jobs, both over a whole chunk at once:
+
+* ``hash_tokens``: XXH64 (seed 0) of every string of an Arrow array, read straight
+  from the array's data and offsets buffers (no Python string per token).
+* ``scatter_rows``: signed feature hashing of (row, hash, weight) triples into
+  dense rows, then L2 normalisation.
+
+XXH64 rather than Python's ``hash()``: it is stable across processes, machines and
+versions, and ``xxhash`` (already a dependency) is the reference it is checked against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+from numba import njit
+
+_P1 = np.uint64(0x9E3779B185EBCA87)
+_P2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_P3 = np.uint64(0x165667B19E3779F9)
+_P4 = np.uint64(0x85EBCA77C2B2AE63)
+_P5 = np.uint64(0x27D4EB2F165667C5)
+_SIGN_SHIFT = np.uint64(63)
+
+
+# --------------------------------------------------------------------------- XXH64
+@njit(cache=True, inline="always")
+def _rotl(x: np.uint64, r: int) -> np.uint64:
+    """64-bit rotate left: (x << r) | (x >> (64 - r))."""
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+@njit(cache=True, inline="always")
+def _read(data: np.ndarray, pos: int, n: int) -> np.uint64:
+    """Little-endian unsigned integer of ``n`` bytes at ``data[pos]`` (n = 4 or 8)."""
+    v = np.uint64(0)
+    for i in range(n):
+        v |= np.uint64(data[pos + i]) << np.uint64(8 * i)
+    return v
+
+
+@njit(cache=True, inline="always")
+def _round(acc: np.uint64, lane: np.uint64) -> np.uint64:
+    """XXH64 round: rotl(acc + lane * P2, 31) * P1."""
+    return _rotl(acc + lane * _P2, 31) * _P1
+
+
+@njit(cache=True)
+def _xxh64(data: np.ndarray, start: int, end: int) -> np.uint64:
+    """XXH64 with seed 0 of ``data[start:end]`` (the xxHash spec, all arithmetic mod 2**64).
+
+    len >= 32: four lanes v = (P1+P2, P2, 0, -P1) absorb 32-byte stripes with ``_round``;
+    h = rotl(v1,1) + rotl(v2,7) + rotl(v3,12) + rotl(v4,18), then each lane merged as
+    h = (h ^ _round(0, v)) * P1 + P4. Otherwise h = P5. Then h += len, the tail is
+    folded in 8-, 4- and 1-byte steps, and the avalanche is
+    h ^= h>>33; h *= P2; h ^= h>>29; h *= P3; h ^= h>>32.
+    """
+    n = end - start
+    p = start
+    if n >= 32:
+        v1 = _P1 + _P2
+        v2 = _P2
+        v3 = np.uint64(0)
+        v4 = np.uint64(0) - _P1
+        limit = end - 32
+        while p <= limit:
+            v1 = _round(v1, _read(data, p, 8))
+            v2 = _round(v2, _read(data, p + 8, 8))
+            v3 = _round(v3, _read(data, p + 16, 8))
+            v4 = _round(v4, _read(data, p + 24, 8))
+            p += 32
+        h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
+        for v in (v1, v2, v3, v4):
+            h = (h ^ _round(np.uint64(0), v)) * _P1 + _P4
+    else:
+        h = _P5
+    h += np.uint64(n)
+    while p + 8 <= end:
+        h = _rotl(h ^ _round(np.uint64(0), _read(data, p, 8)), 27) * _P1 + _P4
+        p += 8
+    if p + 4 <= end:
+        h = _rotl(h ^ (_read(data, p, 4) * _P1), 23) * _P2 + _P3
+        p += 4
+    while p < end:
+        h = _rotl(h ^ (np.uint64(data[p]) * _P5), 11) * _P1
+        p += 1
+    h ^= h >> np.uint64(33)
+    h *= _P2
+    h ^= h >> np.uint64(29)
+    h *= _P3
+    h ^= h >> np.uint64(32)
+    return h
+
+
+@njit(cache=True)
+def hash_tokens_kernel(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """out[i] = XXH64(data[offsets[i]:offsets[i+1]], seed=0) for i < len(offsets) - 1."""
+    n = offsets.shape[0] - 1
+    out = np.empty(n, np.uint64)
+    for i in range(n):
+        out[i] = _xxh64(data, offsets[i], offsets[i + 1])
+    return out
+
+
+def string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-copy (data uint8, offsets int32|int64) views of a string array, slice offset applied.
+
+    The offsets are returned as stored (absolute into the data buffer), so a sliced
+    array needs no copy of its bytes. Nulls are refused: a null token has no bytes to hash.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
+        off_type = np.int32
+    elif pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):
+        off_type = np.int64
+    else:
+        raise TypeError(f"expected a string array, got {arr.type}")
+    if arr.null_count:
+        raise ValueError("token arrays must not contain nulls")
+    _, off_buf, data_buf = arr.buffers()
+    if off_buf is None or len(arr) == 0:
+        return np.empty(0, np.uint8), np.zeros(1, off_type)
+    offsets = np.frombuffer(off_buf, off_type)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.empty(0, np.uint8)
+    return data, offsets
+
+
+def hash_tokens(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """XXH64 (seed 0) of each string's UTF-8 bytes, as uint64; the kernel reads Arrow buffers directly."""
+    data, offsets = string_buffers(arr)
+    return hash_tokens_kernel(data, offsets)
+
+
+def hash_tokens_ref(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Reference: the ``xxhash`` package, one Python string at a time."""
+    return np.array([xxhash.xxh64_intdigest(s.encode(), 0) for s in arr.to_pylist()], np.uint64)
+
+
+# --------------------------------------------------------------------------- scatter
+@njit(cache=True)
+def _accumulate(rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int, dim: int) -> np.ndarray:
+    """acc[rows[k], h_k % dim] += (-1 if bit 63 of h_k else +1) * weights[k], in float64, k in order.
+
+    XXH64 output is already avalanched, so no extra mix: the index uses h mod dim,
+    the sign its top bit (independent of the low bits h mod dim mostly depends on).
+    """
+    acc = np.zeros((n_rows, dim), np.float64)
+    d = np.uint64(dim)
+    for k in range(rows.shape[0]):
+        h = hashes[k]
+        w = np.float64(weights[k])
+        if (h >> _SIGN_SHIFT) & np.uint64(1):
+            w = -w
+        acc[rows[k], np.int64(h % d)] += w
+    return acc
+
+
+@njit(cache=True)
+def _normalise(acc: np.ndarray) -> np.ndarray:
+    """out[r] = acc[r] / ||acc[r]||_2 as float32; an all-zero row becomes 1/sqrt(dim) everywhere."""
+    n_rows, dim = acc.shape
+    out = np.empty((n_rows, dim), np.float32)
+    uniform = np.float32(1.0 / np.sqrt(dim))
+    for r in range(n_rows):
+        ss = 0.0
+        for j in range(dim):
+            ss += acc[r, j] * acc[r, j]
+        if ss == 0.0:
+            out[r, :] = uniform
+        else:
+            inv = 1.0 / np.sqrt(ss)
+            for j in range(dim):
+                out[r, j] = np.float32(acc[r, j] * inv)
+    return out
+
+
+def scatter_rows(
+    rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int, dim: int
+) -> np.ndarray:
+    """Dense L2-normalised float32[n_rows, dim] rows from signed hashed features.
+
+    Each row depends only on its own tokens in their given order, so the result is
+    the same whether the rows are embedded in one chunk or many.
+    """
+    rows = np.ascontiguousarray(rows, np.int64)
+    hashes = np.ascontiguousarray(hashes, np.uint64)
+    weights = np.ascontiguousarray(weights, np.float32)
+    if not (rows.shape == hashes.shape == weights.shape) or rows.ndim != 1:
+        raise ValueError("rows, hashes and weights must be 1-d and the same length")
+    if dim < 1 or n_rows < 0:
+        raise ValueError("dim must be >= 1 and n_rows >= 0")
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValueError("row index out of range")
+    return _normalise(_accumulate(rows, hashes, weights, int(n_rows), int(dim)))
+
+
+def scatter_rows_ref(
+    rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int, dim: int
+) -> np.ndarray:
+    """Reference: ``np.add.at`` (sequential, float64) then NumPy row norms."""
+    hashes = np.asarray(hashes, np.uint64)
+    index = (hashes % np.uint64(dim)).astype(np.int64)
+    sign = np.where(hashes >> np.uint64(63), -1.0, 1.0)
+    acc = np.zeros((n_rows, dim), np.float64)
+    np.add.at(acc, (np.asarray(rows, np.int64), index), sign * np.asarray(weights, np.float32).astype(np.float64))
+    norm = np.sqrt((acc * acc).sum(axis=1, keepdims=True))
+    out = np.where(norm > 0, acc / np.where(norm > 0, norm, 1.0), 1.0 / np.sqrt(dim))
+    return np.ascontiguousarray(out, np.float32)

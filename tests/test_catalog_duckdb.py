@@ -1,0 +1,208 @@
+"""The DuckDB catalog: the shared contract on a temporary file, plus what only DuckDB has."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from catalog_contract import T0, CatalogContract, make_batch, paths_of
+from exr_inspector.catalog.base import CatalogError, open_catalog
+from exr_inspector.catalog.duckdb import DuckDBCatalog, ddl_for, sql_type
+from exr_inspector.catalog.schema import EMBEDDING_DIM, SCHEMA_VERSION, TABLES
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "catalog.duckdb"
+
+
+class TestDuckDB(CatalogContract):
+    @pytest.fixture
+    def catalog(self, db_path):
+        with DuckDBCatalog(str(db_path)) as cat:
+            yield cat
+
+
+class _FailAfterDelete:
+    """Connection proxy that raises right after the upsert deleted the changed files' rows."""
+
+    def __init__(self, con):
+        self.con = con
+
+    def execute(self, sql, *args):
+        out = self.con.execute(sql, *args)
+        if sql.lstrip().startswith("DELETE FROM files"):
+            raise RuntimeError("injected failure after DELETE")
+        return out
+
+
+class _FailingCatalog(DuckDBCatalog):
+    def _merge(self, con, now, n_errors):
+        return super()._merge(_FailAfterDelete(con), now, n_errors)
+
+
+def test_rollback_after_delete_step(db_path):
+    a, b = paths_of(2)
+    with DuckDBCatalog(str(db_path)) as cat:
+        cat.upsert(make_batch([a, b], n_parts=3))
+    with _FailingCatalog(str(db_path)) as cat:
+        with pytest.raises(CatalogError, match="rolled back") as exc:
+            cat.upsert(make_batch([a, b], ["h2", "h2"], n_parts=1, n_errors=1))
+        assert isinstance(exc.value.__cause__, RuntimeError)
+        assert cat.query("SELECT DISTINCT header_hash FROM files").column(0).to_pylist() == ["h1"]
+        assert (cat.count("files"), cat.count("parts"), cat.count("crawl_errors")) == (2, 6, 0)
+        # No leftovers: views and the temp key table are gone.
+        assert cat.query("SELECT count(*) FROM duckdb_tables() WHERE temporary").column(0)[0].as_py() == 0
+    with DuckDBCatalog(str(db_path)) as cat:  # and the file on disk agrees
+        assert (cat.count("files"), cat.count("parts")) == (2, 6)
+
+
+def test_ddl_derived_from_schema(tmp_path):
+    with DuckDBCatalog(str(tmp_path / "c.duckdb")) as cat:
+        for name, schema in TABLES.items():
+            desc = cat.query(f"DESCRIBE {name}").to_pylist()
+            assert [r["column_name"] for r in desc] == schema.names
+            assert [r["column_type"] for r in desc] == [sql_type(f.type).replace("\"", "") for f in schema]
+            assert [r["null"] == "YES" for r in desc] == [f.nullable for f in schema]
+        types = {r["column_name"]: r["column_type"] for r in cat.query("DESCRIBE files").to_pylist()}
+        assert types["metadata_embedding"] == f"FLOAT[{EMBEDDING_DIM}]"
+        assert types["mtime"] == "TIMESTAMP"
+        chan = {r["column_name"]: r["column_type"] for r in cat.query("DESCRIBE channels").to_pylist()}
+        assert chan["channel_fingerprint"] == "FLOAT[128]"
+        assert dict(cat.query("DESCRIBE crawl_runs").select(["column_name", "column_type"]).to_pylist()[1].items()) == {
+            "column_name": "roots", "column_type": "VARCHAR[]"}
+        indexes = set(cat.query("SELECT index_name FROM duckdb_indexes()").column(0).to_pylist())
+        assert "files_file_path_normalized_idx" in indexes
+    assert '"data_window" STRUCT("min_x" INTEGER' in ddl_for("parts", TABLES["parts"])
+    assert '"file_id" VARCHAR NOT NULL' in ddl_for("parts", TABLES["parts"])
+    with pytest.raises(TypeError):
+        sql_type(pa.large_string())
+
+
+def test_open_catalog_urls(tmp_path):
+    for url in (str(tmp_path / "a.duckdb"), f"duckdb://{tmp_path / 'b.duckdb'}"):
+        with open_catalog(url) as cat:
+            assert isinstance(cat, DuckDBCatalog) and cat.url == url
+            assert cat.count("files") == 0
+    with DuckDBCatalog(":memory:") as cat:
+        assert cat.upsert(make_batch(paths_of(2))).inserted == 2
+
+
+def test_locked_by_another_process(db_path):
+    DuckDBCatalog(str(db_path)).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+         str(db_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(CatalogError, match=rf"locked by another process \(PID {holder.pid}\)") as exc:
+            DuckDBCatalog(str(db_path))
+        assert str(db_path) in str(exc.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    DuckDBCatalog(str(db_path)).close()  # free again once the holder is gone
+
+
+def test_unopenable_paths(tmp_path):
+    missing = tmp_path / "no" / "such" / "dir" / "c.duckdb"
+    with pytest.raises(CatalogError, match="does not exist") as exc:
+        DuckDBCatalog(str(missing))
+    assert str(missing) in str(exc.value)
+    junk = tmp_path / "junk.duckdb"
+    junk.write_bytes(b"not a database at all" * 1000)
+    with pytest.raises(CatalogError, match="not a DuckDB database"):
+        DuckDBCatalog(str(junk))
+    with pytest.raises(CatalogError, match="directory"):
+        DuckDBCatalog(str(tmp_path))
+    with pytest.raises(CatalogError, match="read-only"):
+        DuckDBCatalog(str(tmp_path / "absent.duckdb"), read_only=True)
+
+
+def test_newer_schema_version_refused(db_path):
+    DuckDBCatalog(str(db_path)).close()
+    con = duckdb.connect(str(db_path))
+    con.execute("UPDATE catalog_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
+    con.close()
+    with pytest.raises(CatalogError, match="newer"):
+        DuckDBCatalog(str(db_path))
+    with pytest.raises(CatalogError, match="newer"):
+        DuckDBCatalog(str(db_path), read_only=True)
+
+
+def test_schema_version_recorded_once(db_path):
+    for _ in range(3):
+        with DuckDBCatalog(str(db_path)) as cat:
+            cat.ensure_schema()
+    with DuckDBCatalog(str(db_path), read_only=True) as cat:
+        assert cat.query("SELECT * FROM catalog_meta").to_pylist() == [
+            {"key": "schema_version", "value": str(SCHEMA_VERSION)}]
+
+
+def test_read_only(db_path):
+    with DuckDBCatalog(str(db_path)) as cat:
+        cat.upsert(make_batch(paths_of(2)))
+    with DuckDBCatalog(str(db_path), read_only=True) as cat:
+        assert cat.lookup(paths_of(3)).num_rows == 2
+        with pytest.raises(CatalogError, match="read-only"):
+            cat.upsert(make_batch(paths_of(3)))
+
+
+def test_query_and_documented_sql(db_path):
+    with DuckDBCatalog(str(db_path)) as cat:
+        batch = make_batch(paths_of(4), embedding_seed=2)
+        cat.upsert(batch)
+        assert cat.query("SELECT count(*) AS n FROM files").to_pylist() == [{"n": 4}]
+        q = batch.files["metadata_embedding"][3].values.to_numpy().tolist()
+        nearest = cat.query(
+            f"SELECT file_path FROM files ORDER BY array_cosine_distance(metadata_embedding, ?::FLOAT[{EMBEDDING_DIM}]) "
+            "LIMIT 1", [q])
+        assert nearest.column(0)[0].as_py() == paths_of(4)[3]
+        by_comp = cat.query("SELECT compression, count(*) AS n FROM parts GROUP BY 1 ORDER BY 1").to_pylist()
+        assert by_comp == [{"compression": "PIZ", "n": 4}, {"compression": "ZIP", "n": 4}]
+        with pytest.raises(CatalogError, match="query"):
+            cat.query("SELECT * FROM no_such_table")
+
+
+def test_aware_now_stored_as_naive_utc(db_path):
+    with DuckDBCatalog(str(db_path)) as cat:
+        cat.upsert(make_batch(paths_of(1)))
+        batch = make_batch(paths_of(1))
+        batch.now = dt.datetime(2024, 1, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+        cat.upsert(batch)
+        assert cat.query("SELECT last_inspected FROM files").column(0)[0].as_py() == T0
+
+
+def test_closed_catalog(db_path):
+    cat = DuckDBCatalog(str(db_path))
+    cat.close()
+    cat.close()
+    with pytest.raises(CatalogError, match="closed"):
+        cat.count("files")
+
+
+def test_20k_file_batch(db_path):
+    paths = paths_of(20_000)
+    batch = make_batch(paths, n_parts=1, n_channels=4, n_attrs=8, n_errors=10)
+    with DuckDBCatalog(str(db_path)) as cat:
+        t = time.perf_counter()
+        stats = cat.upsert(batch)
+        first = time.perf_counter() - t
+        assert (stats.inserted, stats.errors) == (20_000, 10)
+        assert (cat.count("files"), cat.count("parts"), cat.count("channels"), cat.count("attributes")) == (
+            20_000, 20_000, 80_000, 160_000)
+        t = time.perf_counter()
+        assert cat.upsert(batch).unchanged == 20_000
+        again = time.perf_counter() - t
+        assert cat.lookup(paths).num_rows == 20_000
+    print(f"20k files: first upsert {first:.2f}s, unchanged re-upsert {again:.2f}s")
