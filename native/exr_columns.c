@@ -172,7 +172,7 @@ static void col_free(col_t *c)
 
 /* ---- the chunk's tables ------------------------------------------------- */
 
-enum { F_FILE_INDEX, F_PATH, F_SIZE, F_MTIME, F_INODE, F_FLAGS, F_NPARTS, F_DEEP, F_TILED, F_HASH, F_N };
+enum { F_FILE_INDEX, F_ID, F_PATH, F_SIZE, F_MTIME, F_INODE, F_FLAGS, F_NPARTS, F_DEEP, F_TILED, F_HASH, F_N };
 enum {
     P_FILE_INDEX, P_PART_INDEX, P_NAME, P_VIEW, P_TYPE, P_WIDTH, P_HEIGHT, P_DWIDTH, P_DHEIGHT, P_XOFF, P_YOFF,
     P_DW_MINX, P_DW_MINY, P_DW_MAXX, P_DW_MAXY, P_DISP_MINX, P_DISP_MINY, P_DISP_MAXX, P_DISP_MAXY,
@@ -193,7 +193,7 @@ static const struct {
     const char *name;
     col_kind_t kind;
 } FILE_COLS[F_N] = {
-    {"file_index", COL_I32}, {"file_path", COL_STR}, {"size_bytes", COL_I64}, {"mtime_ns", COL_I64},
+    {"file_index", COL_I32}, {"file_id", COL_STR}, {"file_path", COL_STR}, {"size_bytes", COL_I64}, {"mtime_ns", COL_I64},
     {"inode", COL_I64}, {"flags", COL_I32}, {"multipart_count", COL_I32}, {"is_deep", COL_BOOL},
     {"is_tiled", COL_BOOL}, {"header_hash", COL_STR},
 },
@@ -1025,7 +1025,7 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
     col_t *A = ck->attrs, *F = ck->files;
     size_t rec = 0;
     int any_deep = 0, any_tiled = 0;
-    char hex[33];
+    char hex[33], hhex[33];
     Py_ssize_t plen;
     const char *pstr = PyUnicode_AsUTF8AndSize(path, &plen);
     if (!pstr) return -1;
@@ -1078,10 +1078,13 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
     }
     cb_char(&ck->hjson, ']');
     if (ck->hjson.failed) return -1;
-    snprintf(hex, sizeof(hex), "%016llx%016llx", (unsigned long long) xxh64(ck->hjson.p, ck->hjson.len, 0),
+    snprintf(hhex, sizeof(hhex), "%016llx%016llx", (unsigned long long) xxh64(ck->hjson.p, ck->hjson.len, 0),
              (unsigned long long) xxh64(ck->hjson.p, ck->hjson.len, 1));
 
     col_i32(&F[F_FILE_INDEX], fi);
+    snprintf(hex, sizeof(hex), "%016llx%016llx", (unsigned long long) xxh64((const uint8_t *) pstr, (size_t) plen, 0),
+             (unsigned long long) xxh64((const uint8_t *) pstr, (size_t) plen, 1));
+    col_str(&F[F_ID], hex, 32);
     col_str(&F[F_PATH], pstr, (size_t) plen);
     col_i64(&F[F_SIZE], (int64_t) f->size);
     col_i64(&F[F_MTIME], f->mtime_ns);
@@ -1090,7 +1093,7 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
     col_i32(&F[F_NPARTS], (int32_t) c->nparts);
     col_bool(&F[F_DEEP], any_deep);
     col_bool(&F[F_TILED], any_tiled);
-    col_str(&F[F_HASH], hex, 32);
+    col_str(&F[F_HASH], hhex, 32);
     return 0;
 }
 

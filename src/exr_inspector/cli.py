@@ -6,7 +6,9 @@ Exit codes: 0 success, 1 some input failed, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from collections.abc import Sequence
 
 from . import __version__, inspect
@@ -14,7 +16,130 @@ from .exr import ExrError
 from .payload import canonical_json, error_record
 from .report import render_text
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CATALOG = 0, 1, 2, 3
+
+
+class Progress:
+    """One self-overwriting status line on a TTY; silent otherwise (logs stay clean)."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, s) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self._last < 0.2:
+            return
+        self._last = now
+        rate = (s.files + s.errors) / s.seconds if s.seconds else 0.0
+        self.stream.write(f"\r  {s.files:>10,} files  {s.errors:>6,} errors  {rate:>9,.0f} files/s  {s.seconds:7.1f}s ")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 78 + "\r")
+            self.stream.flush()
+
+
+def _catalog_error(e: Exception) -> int:
+    print(f"exr-inspector: catalog error: {e}", file=sys.stderr)
+    return EXIT_CATALOG
+
+
+def _cmd_crawl(args: argparse.Namespace) -> int:
+    """Crawl roots into the catalog; failed files are recorded, not fatal."""
+    from .catalog.base import CatalogError, open_catalog
+    from .crawl.pipeline import crawl
+    from .crawl.pool import ReaderPool
+
+    for root in args.roots:
+        if not os.path.exists(root):
+            print(f"exr-inspector: crawl root does not exist: {root}", file=sys.stderr)
+            return EXIT_USAGE
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 0:
+        print("exr-inspector: --workers must be >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    progress = Progress()
+    # The pool forks before the catalog opens: forking after DuckDB starts its threads is unsafe.
+    with ReaderPool(workers) as pool:
+        try:
+            with open_catalog(args.catalog) as catalog:
+                summary = crawl(args.roots, catalog, pool=pool, excludes=args.exclude, progress=progress)
+        except CatalogError as e:
+            progress.done()
+            return _catalog_error(e)
+        except KeyboardInterrupt:
+            progress.done()
+            print("exr-inspector: interrupted; committed batches are kept", file=sys.stderr)
+            return 130
+    progress.done()
+    if args.json:
+        sys.stdout.buffer.write(canonical_json(summary.to_dict()) + b"\n")
+    else:
+        print(f"crawled {', '.join(summary.roots)} into {args.catalog}")
+        print(f"  files     {summary.files:,} ({summary.inserted:,} new, {summary.replaced:,} changed, "
+              f"{summary.unchanged:,} unchanged)")
+        print(f"  parts     {summary.parts:,}")
+        print(f"  channels  {summary.channels:,}")
+        print(f"  errors    {summary.errors:,}" + (
+            "  (" + ", ".join(f"{k} {v}" for k, v in sorted(summary.error_codes.items())) + ")"
+            if summary.error_codes else ""))
+        print(f"  time      {summary.seconds:.2f} s, {summary.files_per_s:,.0f} files/s, "
+              f"{summary.batches} batch(es), run {summary.run_id}")
+    return EXIT_FAILED if args.strict and summary.errors else EXIT_OK
+
+
+def _print_table(table, as_json: bool) -> None:
+    rows = table.to_pylist()
+    if as_json:
+        for row in rows:
+            sys.stdout.buffer.write(canonical_json(row) + b"\n")
+        return
+    cols = table.column_names
+    cells = [[("" if r[c] is None else str(r[c])) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    """The files whose headers are most like PATH's (cosine of metadata embeddings)."""
+    from .catalog.base import CatalogError, open_catalog
+    from .crawl.walk import normalize
+
+    try:
+        with open_catalog(args.catalog) as catalog:
+            vec = catalog.get_embedding(normalize(args.path))
+            if vec is None:
+                print(f"exr-inspector: {args.path} is not in the catalog {args.catalog}", file=sys.stderr)
+                return EXIT_FAILED
+            result = catalog.search(vec, k=args.k + 1)
+    except CatalogError as e:
+        return _catalog_error(e)
+    rows = [r for r in result.to_pylist() if r["file_path"] != normalize(args.path)][: args.k]
+    import pyarrow as pa
+
+    _print_table(pa.Table.from_pylist(rows, schema=result.schema) if rows else result.slice(0, 0), args.json)
+    return EXIT_OK
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    """Run SQL against the embedded catalog."""
+    from .catalog.base import CatalogError, NotSupported, open_catalog
+
+    try:
+        with open_catalog(args.catalog, read_only=True) as catalog:
+            table = catalog.query(args.sql)
+    except NotSupported as e:
+        print(f"exr-inspector: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except CatalogError as e:
+        return _catalog_error(e)
+    _print_table(table, args.json)
+    return EXIT_OK
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -67,6 +192,62 @@ Set EXR_INSPECTOR_NATIVE=0 to force the pure-Python parser.""",
     p.add_argument("paths", nargs="+", metavar="PATH", help="EXR files to read")
     p.add_argument("--json", action="store_true", help="one JSON object per file per line (JSON Lines)")
     p.set_defaults(func=_cmd_inspect)
+
+    from .catalog.base import DEFAULT_CATALOG
+
+    p = sub.add_parser(
+        "crawl",
+        help="crawl directory trees into the catalog",
+        description="Walk ROOTs, parse every EXR header in a pool of reader processes, and upsert the "
+                    "results into the catalog in large transactions.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"""examples:
+  exr-inspector crawl /shows/kestrel
+  exr-inspector crawl /shows --catalog shows.duckdb --workers 8 --exclude '*/tmp/*' --json
+
+Files that cannot be read or parsed are recorded in the crawl_errors table and the
+crawl goes on. The catalog defaults to ./{DEFAULT_CATALOG}.
+exit codes: 0 crawl completed (even if some files failed), 1 with --strict when any
+file failed, 2 usage, 3 the catalog cannot be opened or written.""",
+    )
+    p.add_argument("roots", nargs="+", metavar="ROOT", help="directories (or files) to crawl")
+    p.add_argument("--catalog", default=DEFAULT_CATALOG, help=f"catalog path (default ./{DEFAULT_CATALOG})")
+    p.add_argument("--workers", type=int, default=None, help="reader processes (default: CPU count; 0: in-process)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="skip paths (or names) matching GLOB; repeatable")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any file failed")
+    p.set_defaults(func=_cmd_crawl)
+
+    p = sub.add_parser(
+        "similar",
+        help="files whose headers are most similar to a file's",
+        description="Nearest neighbours of a catalogued file by its metadata embedding (cosine).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  exr-inspector similar /shows/kes/beauty.1001.exr -k 5
+  exr-inspector similar shot.exr --catalog shows.duckdb --json""",
+    )
+    p.add_argument("path", metavar="PATH", help="a file already in the catalog")
+    p.add_argument("-k", type=int, default=5, help="how many neighbours (default 5)")
+    p.add_argument("--catalog", default=DEFAULT_CATALOG)
+    p.add_argument("--json", action="store_true", help="one JSON object per row")
+    p.set_defaults(func=_cmd_similar)
+
+    p = sub.add_parser(
+        "query",
+        help="run SQL on the embedded catalog",
+        description="Run a read-only SQL query on the DuckDB catalog (tables: files, parts, channels, "
+                    "attributes, crawl_errors, crawl_runs).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  exr-inspector query "SELECT compression, count(*) n FROM parts GROUP BY 1 ORDER BY n DESC"
+  exr-inspector query "SELECT file_path FROM files WHERE is_deep" --json""",
+    )
+    p.add_argument("sql", metavar="SQL")
+    p.add_argument("--catalog", default=DEFAULT_CATALOG)
+    p.add_argument("--json", action="store_true", help="one JSON object per row")
+    p.set_defaults(func=_cmd_query)
     return parser
 
 

@@ -57,6 +57,20 @@ class IngestBatch:
             "crawl_errors": self.errors,
         }
 
+    @property
+    def num_files(self) -> int:
+        return self.files.num_rows
+
+    def with_errors(self, errors: pa.Table) -> IngestBatch:
+        return IngestBatch(self.files, self.parts, self.channels, self.attributes, errors, self.now)
+
+    @classmethod
+    def concat(cls, batches: Sequence[IngestBatch]) -> IngestBatch:
+        """One batch from many: the writer upserts large batches, not chunk-sized ones."""
+        tables = {k: pa.concat_tables([b.tables()[k] for b in batches]) for k in batches[0].tables()}
+        return cls(tables["files"], tables["parts"], tables["channels"], tables["attributes"],
+                   tables["crawl_errors"], max(b.now for b in batches))
+
     @classmethod
     def empty(cls) -> IngestBatch:
         e = {name: TABLES[name].empty_table() for name in ("files", "parts", "channels", "attributes", "crawl_errors")}

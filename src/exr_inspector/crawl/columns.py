@@ -32,7 +32,7 @@ _WINDOW = pa.struct([(k, pa.int32()) for k in ("min_x", "min_y", "max_x", "max_y
 
 RAW_SCHEMAS = {
     "files": pa.schema([
-        ("file_index", pa.int32()), ("file_path", pa.string()), ("size_bytes", pa.int64()),
+        ("file_index", pa.int32()), ("file_id", pa.string()), ("file_path", pa.string()), ("size_bytes", pa.int64()),
         ("mtime_ns", pa.int64()), ("inode", pa.int64()), ("flags", pa.int32()),
         ("multipart_count", pa.int32()), ("is_deep", pa.bool_()), ("is_tiled", pa.bool_()),
         ("header_hash", pa.string()),
@@ -215,7 +215,8 @@ def scan_chunk_reference(
         h = fh.header
         types = [part_type(a, h["flags"]) for a in h["parts"]]
         rows["files"].append({
-            "file_index": fi, "file_path": path, "size_bytes": fh.size_bytes, "mtime_ns": fh.mtime_ns,
+            "file_index": fi, "file_id": hash128(path.encode()), "file_path": path,
+            "size_bytes": fh.size_bytes, "mtime_ns": fh.mtime_ns,
             "inode": _i64(fh.inode), "flags": h["flags"], "multipart_count": len(h["parts"]),
             "is_deep": any(t in DEEP_PART_TYPES for t in types),
             "is_tiled": any(t in TILED_PART_TYPES for t in types),

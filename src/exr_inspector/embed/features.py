@@ -2,52 +2,57 @@
 
 Each token kind is one vectorized expression over a whole table of the chunk (the
 only Python loop is over the fixed list of kinds), so a chunk of 100k files costs
-the same number of Python steps as a chunk of ten.
+the same number of Python steps as a chunk of ten. Output: ``(row int64, token
+pa.string array, weight float32)``.
 
-File tokens (``row`` = ``file_index``; one token per (file, token) pair, max weight):
+File tokens, ``row`` = ``file_index``. A file holds each token once (max weight), so
+multipart files do not count their shared attributes once per part; entries are
+sorted by (row, token), an order that does not depend on the rest of the chunk.
 
-====================================  ======  =============================================
-token                                 weight  from
-====================================  ======  =============================================
-``ch:<channel name>``                 1.0     channels (the AOV layout)
-``layer:<layer>``                     1.0     channels (``layer:`` = default layer)
-``chtype:<channel>:<HALF|FLOAT|UINT>`` 0.5    channels
-``chsamp:<channel>:<x>x<y>``          1.0     channels, subsampled ones only
-``comp:<compression>``                1.0     parts
-``ptype:<part type>``                 0.5     parts
-``tiled`` / ``deep``                  1.0     parts
-``tiles:<level mode>:<w>x<h>``        0.5     parts, tiled only
-``res:<display w>x<h>``               1.0     parts (display window, never the drifting data window)
-``view:<view>``                       0.5     parts
-``parts:<n>``                         1.0     files
-``attr:<name>``                       0.5     attributes: which attributes exist, not their values
-``attr:<name>=<enum>``                1.0     enum attributes (lineOrder, envmap, deepImageState)
-``attr:<name>=<text>``                1.0     ``VALUE_ATTRS``: show/shot-like production strings
-``attr:<name>=<first word>``          1.0     ``FAMILY_ATTRS``: software family (``Arnold``, ``Maya``)
-``attr:<name>=<json>``                0.5     ``SETTING_ATTRS``: per-show settings (fps, chromaticities)
-====================================  ======  =============================================
+=========================================  ======  ==============================================
+token                                      weight  from
+=========================================  ======  ==============================================
+``ch:<channel name>``                      1.0     channels (the AOV layout)
+``layer:<layer>``                          1.0     channels (``layer:`` alone = default layer)
+``chtype:<channel>:<HALF|FLOAT|UINT>``     0.5     channels
+``chsamp:<channel>:<x>x<y>``               1.0     channels, subsampled ones only
+``comp:<compression>``                     1.0     parts
+``ptype:<part type>``                      0.5     parts
+``tiled`` / ``deep``                       1.0     parts
+``tiles:<level mode>:<w>x<h>``             0.5     parts, tiled only
+``res:<display w>x<h>``                    1.0     parts: display window (the data window drifts)
+``view:<view>``                            0.5     parts
+``parts:<n>``                              1.0     files
+``attr:<name>``                            0.5     every attribute: that it exists, not its value
+``attr:<name>=<enum>``                     1.0     ``ENUM_VALUE_ATTRS`` (lineOrder, envmap, ...)
+``attr:<name>=<text>``                     1.0     ``VALUE_ATTRS``: show/shot/owner-like strings
+``attr:<name>=<first word>``               1.0     ``FAMILY_ATTRS``: software family (Arnold, Maya)
+``attr:<name>=<value json>``               0.5     ``SETTING_ATTRS``: per-show settings (fps, ...)
+=========================================  ======  ==============================================
 
-Values are tokenised only where they are low-cardinality by construction: per-frame
-values (capDate, timeCode, dataWindow, render times, camera matrices) only ever
-contribute their ``attr:<name>`` presence token, so the frames of one sequence share
-one embedding. Compression is ``comp:`` only (not also an ``attr:compression=`` token).
+Values become tokens only where they are low-cardinality by construction: per-frame
+values (capDate, timeCode, dataWindow, render times, camera matrices, free-text
+comments) only ever give their ``attr:<name>`` presence token, so every frame of a
+sequence gets the same tokens and the same vector. Compression is ``comp:`` only.
+The weights make the AOV layout (ch/layer/chtype: ~60% of a generated file's squared norm) count
+most, then storage and production settings, then which attributes exist.
 
-Channel fingerprint tokens (``row`` = channel row in ``raw.channels``): what makes
-two channels "the same AOV channel", so files with the same layout get identical
-fingerprints for it:
+Channel fingerprint tokens, ``row`` = channel row in ``raw.channels``, in this fixed
+order within a row: what makes two channels "the same AOV channel", so the same
+channel of the same layout gets the same fingerprint in every file.
 
-==============================  ======  ==========================================
-token                           weight  from
-==============================  ======  ==========================================
-``name:<channel name>``         1.0     channels
-``component:<component>``       1.0     channels
-``layer:<layer>``               1.0     channels
-``type:<pixel type>``           1.0     channels
-``samp:<x>x<y>``                0.5     channels
-``plinear``                     0.5     channels, pLinear set only
-``ptype:<part type>``           0.25    the channel's part (context)
-``comp:<compression>``          0.25    the channel's part (context)
-==============================  ======  ==========================================
+==========================  ======  =========================================
+token                       weight  from
+==========================  ======  =========================================
+``name:<channel name>``     1.0     channels
+``component:<component>``   1.0     channels
+``layer:<layer>``           1.0     channels
+``type:<pixel type>``       1.0     channels
+``samp:<x>x<y>``            0.5     channels
+``plinear``                 0.5     channels, pLinear set only
+``ptype:<part type>``       0.25    the channel's part (context)
+``comp:<compression>``      0.25    the channel's part (context)
+==========================  ======  =========================================
 """
 
 from __future__ import annotations
@@ -71,116 +76,136 @@ SETTING_ATTRS = ("framesPerSecond", "pixelAspectRatio", "chromaticities", "multi
 ENUM_VALUE_ATTRS = ("lineOrder", "envmap", "deepImageState")
 
 Tokens = tuple[np.ndarray, pa.Array, np.ndarray]
+Kind = tuple[pa.Array, pa.Array, float]  # (row of each token, token strings, weight of the kind)
 
 
-def _join(*parts: pa.Array | str) -> pa.Array:
+def _join(*parts: pa.Array | pa.ChunkedArray | str) -> pa.ChunkedArray:
     """Concatenate string columns and literals element-wise; any null part gives a null token."""
     return pc.binary_join_element_wise(*parts, "")
 
 
-def _str(col: pa.Array) -> pa.Array:
+def _str(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.cast(col, pa.string())
 
 
-def _const(token: str, mask: pa.Array) -> pa.Array:
-    """``token`` where ``mask`` is true, null elsewhere (dropped later)."""
-    return pc.if_else(mask, pa.scalar(token), pa.scalar(None, pa.string()))
+def _where(table: pa.Table, mask: pa.ChunkedArray) -> pa.Table:
+    """Rows of ``table`` where ``mask`` is true (null counts as false): filter before building strings."""
+    return table.filter(pc.fill_null(mask, False))
 
 
-def _in(col: pa.Array, names: tuple[str, ...]) -> pa.Array:
-    return pc.fill_null(pc.is_in(col, value_set=pa.array(names, pa.string())), False)
+def _named(attrs: pa.Table, names: tuple[str, ...]) -> pa.Table:
+    return _where(attrs, pc.is_in(attrs["attr_name"], value_set=pa.array(names, pa.string())))
 
 
-def _masked(token: pa.Array, mask: pa.Array) -> pa.Array:
-    return pc.if_else(mask, token, pa.scalar(None, pa.string()))
+def _const(table: pa.Table, token: str) -> pa.Array:
+    """The same token once per row of ``table``."""
+    return pa.repeat(pa.scalar(token), table.num_rows)
 
 
-def _collect(kinds: list[tuple[pa.Array, pa.Array, float]]) -> pa.Table:
-    """Stack (row, token, weight) of every kind into one table, nulls dropped."""
-    tables = [
-        pa.table({
-            "row": pc.cast(rows, pa.int64()),
-            "token": tokens,
-            "weight": pa.array(np.full(len(tokens), weight, np.float32)),
-        })
-        for rows, tokens, weight in kinds
-    ]
-    table = pa.concat_tables(tables) if tables else pa.table({"row": [], "token": [], "weight": []})
-    return table.filter(pc.is_valid(table["token"]))
+def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
-def _finish(table: pa.Table) -> Tokens:
-    token = table["token"].combine_chunks() if table.num_rows else pa.array([], pa.string())
-    return (
-        table["row"].to_numpy().astype(np.int64, copy=False),
-        token,
-        table["weight"].to_numpy().astype(np.float32, copy=False),
-    )
+def _stack(kinds: list[Kind]) -> Tokens:
+    """Concatenate the kinds into one (row, token, weight) triple, null tokens dropped."""
+    row = np.concatenate([pc.cast(r, pa.int64()).to_numpy() for r, _, _ in kinds]).astype(np.int64, copy=False)
+    token = pa.concat_arrays([_array(t).cast(pa.string()) for _, t, _ in kinds])
+    weight = np.concatenate([np.full(len(t), w, np.float32) for _, t, w in kinds])
+    if token.null_count:
+        valid = pc.is_valid(token)
+        keep = valid.to_numpy(zero_copy_only=False)
+        token, row, weight = token.filter(valid), row[keep], weight[keep]
+    return row, token, weight
+
+
+def _unique_sorted(row: np.ndarray, token: pa.Array, weight: np.ndarray) -> Tokens:
+    """One entry per (row, token), max weight, sorted by (row, token): a canonical, chunk-free order.
+
+    Strings are compared once per distinct token (dictionary + its sort order); the
+    per-entry work is on integers: the sorted unique keys row * n_distinct + rank(token).
+    """
+    if not len(token):
+        return row, token, weight
+    enc = pc.dictionary_encode(token)
+    n = len(enc.dictionary)
+    order = pc.sort_indices(enc.dictionary).to_numpy()
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    key = row * n + rank[enc.indices.to_numpy()]
+    perm = np.argsort(key, kind="stable")
+    key = key[perm]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    unique = key[first]
+    tokens = enc.dictionary.take(pa.array(order[unique % n]))
+    return unique // n, tokens, np.maximum.reduceat(weight[perm], first).astype(np.float32)
 
 
 def file_tokens(raw: RawChunk) -> Tokens:
     """Per-file tokens, unique per (file, token) and sorted by (row, token): canonical and chunk-free."""
     ch, parts, attrs = raw.channels, raw.parts, raw.attributes
-    cfi, pfi, afi = ch["file_index"], parts["file_index"], attrs["file_index"]
-    name, value = attrs["attr_name"], attrs["value_text"]
-    subsampled = pc.or_(pc.not_equal(ch["x_sampling"], 1), pc.not_equal(ch["y_sampling"], 1))
-    kinds = [
-        (cfi, _join("ch:", ch["channel_name"]), 1.0),
-        (cfi, _join("layer:", ch["layer_name"]), 1.0),
-        (cfi, _join("chtype:", ch["channel_name"], ":", ch["channel_type"]), 0.5),
-        (cfi, _masked(_join("chsamp:", ch["channel_name"], ":", _str(ch["x_sampling"]), "x",
-                            _str(ch["y_sampling"])), pc.fill_null(subsampled, False)), 1.0),
-        (pfi, _join("comp:", parts["compression"]), 1.0),
-        (pfi, _join("ptype:", parts["part_type"]), 0.5),
-        (pfi, _const("tiled", pc.fill_null(parts["is_tiled"], False)), 1.0),
-        (pfi, _const("deep", pc.fill_null(parts["is_deep"], False)), 1.0),
-        (pfi, _join("tiles:", parts["tile_level_mode"], ":", _str(parts["tile_width"]), "x",
-                    _str(parts["tile_height"])), 0.5),
-        (pfi, _join("res:", _str(parts["display_width"]), "x", _str(parts["display_height"])), 1.0),
-        (pfi, _join("view:", parts["view_name"]), 0.5),
+    sub = _where(ch, pc.or_(pc.not_equal(ch["x_sampling"], 1), pc.not_equal(ch["y_sampling"], 1)))
+    tiled = _where(parts, parts["is_tiled"])
+    deep = _where(parts, parts["is_deep"])
+    enum = _named(attrs, ENUM_VALUE_ATTRS + VALUE_ATTRS)
+    family = _named(attrs, FAMILY_ATTRS)
+    setting = _named(attrs, SETTING_ATTRS)
+    first_word = pc.list_element(pc.split_pattern(family["value_text"], " ", max_splits=1), 0)
+    kinds: list[Kind] = [
+        (ch["file_index"], _join("ch:", ch["channel_name"]), 1.0),
+        (ch["file_index"], _join("layer:", ch["layer_name"]), 1.0),
+        (ch["file_index"], _join("chtype:", ch["channel_name"], ":", ch["channel_type"]), 0.5),
+        (sub["file_index"], _join("chsamp:", sub["channel_name"], ":", _str(sub["x_sampling"]), "x",
+                                  _str(sub["y_sampling"])), 1.0),
+        (parts["file_index"], _join("comp:", parts["compression"]), 1.0),
+        (parts["file_index"], _join("ptype:", parts["part_type"]), 0.5),
+        (tiled["file_index"], _const(tiled, "tiled"), 1.0),
+        (deep["file_index"], _const(deep, "deep"), 1.0),
+        (tiled["file_index"], _join("tiles:", tiled["tile_level_mode"], ":", _str(tiled["tile_width"]), "x",
+                                    _str(tiled["tile_height"])), 0.5),
+        (parts["file_index"], _join("res:", _str(parts["display_width"]), "x", _str(parts["display_height"])), 1.0),
+        (parts["file_index"], _join("view:", parts["view_name"]), 0.5),
         (raw.files["file_index"], _join("parts:", _str(raw.files["multipart_count"])), 1.0),
-        (afi, _join("attr:", name), 0.5),
-        (afi, _masked(_join("attr:", name, "=", value), _in(name, ENUM_VALUE_ATTRS + VALUE_ATTRS)), 1.0),
-        (afi, _masked(_join("attr:", name, "=", pc.list_element(pc.split_pattern(value, " ", max_splits=1), 0)),
-                      _in(name, FAMILY_ATTRS)), 1.0),
-        (afi, _masked(_join("attr:", name, "=", attrs["value_json"]), _in(name, SETTING_ATTRS)), 0.5),
+        (attrs["file_index"], _join("attr:", attrs["attr_name"]), 0.5),
+        (enum["file_index"], _join("attr:", enum["attr_name"], "=", enum["value_text"]), 1.0),
+        (family["file_index"], _join("attr:", family["attr_name"], "=", first_word), 1.0),
+        (setting["file_index"], _join("attr:", setting["attr_name"], "=", setting["value_json"]), 0.5),
     ]
-    table = _collect(kinds)
-    if table.num_rows:
-        table = table.group_by(["row", "token"]).aggregate([("weight", "max")]).rename_columns(
-            ["row", "token", "weight"])
-        table = table.sort_by([("row", "ascending"), ("token", "ascending")])
-    return _finish(table)
+    return _unique_sorted(*_stack(kinds))
 
 
 def channel_tokens(raw: RawChunk) -> Tokens:
-    """Per-channel fingerprint tokens, sorted by row; within a row, in the fixed kind order above."""
+    """Per-channel fingerprint tokens, row-major; within a row, in the fixed kind order above."""
     ch, parts = raw.channels, raw.parts
     n = ch.num_rows
-    rows = pa.array(np.arange(n, dtype=np.int64))
     # The channel's part row, by (file_index, part_index) key: no reliance on table order.
     ckey = pc.add(pc.multiply(pc.cast(ch["file_index"], pa.int64()), 1 << 32), pc.cast(ch["part_index"], pa.int64()))
     pkey = pc.add(pc.multiply(pc.cast(parts["file_index"], pa.int64()), 1 << 32),
                   pc.cast(parts["part_index"], pa.int64()))
-    where = pc.index_in(ckey, value_set=pkey.combine_chunks() if n else pa.array([], pa.int64()))
-    part = parts.take(pc.fill_null(where, 0)) if parts.num_rows else None
+    where = pc.index_in(ckey, value_set=pkey.combine_chunks())
+    found = pc.is_valid(where)
+    part = parts.take(pc.fill_null(where, 0)) if parts.num_rows else parts.select(["part_type", "compression"])
 
     def ctx(col: str) -> pa.Array:
-        if part is None:
+        if not parts.num_rows:
             return pa.nulls(n, pa.string())
-        return _masked(part[col], pc.is_valid(where))
+        return pc.if_else(found, part[col], pa.scalar(None, pa.string()))
 
     kinds = [
-        (rows, _join("name:", ch["channel_name"]), 1.0),
-        (rows, _join("component:", ch["component_name"]), 1.0),
-        (rows, _join("layer:", ch["layer_name"]), 1.0),
-        (rows, _join("type:", ch["channel_type"]), 1.0),
-        (rows, _join("samp:", _str(ch["x_sampling"]), "x", _str(ch["y_sampling"])), 0.5),
-        (rows, _const("plinear", pc.fill_null(ch["p_linear"], False)), 0.5),
-        (rows, _join("ptype:", ctx("part_type")), 0.25),
-        (rows, _join("comp:", ctx("compression")), 0.25),
+        (_join("name:", ch["channel_name"]), 1.0),
+        (_join("component:", ch["component_name"]), 1.0),
+        (_join("layer:", ch["layer_name"]), 1.0),
+        (_join("type:", ch["channel_type"]), 1.0),
+        (_join("samp:", _str(ch["x_sampling"]), "x", _str(ch["y_sampling"])), 0.5),
+        (pc.if_else(pc.fill_null(ch["p_linear"], False), pa.scalar("plinear"), pa.scalar(None, pa.string())), 0.5),
+        (_join("ptype:", ctx("part_type")), 0.25),
+        (_join("comp:", ctx("compression")), 0.25),
     ]
-    table = _collect(kinds)
-    if table.num_rows:  # stable: keeps the kind order within a row
-        table = table.take(pc.sort_indices(table["row"]))
-    return _finish(table)
+    # Kind-major -> row-major: entry k * n + r moves to r * n_kinds + k, nulls dropped after.
+    token = pa.concat_arrays([_array(t) for t, _ in kinds])
+    perm = (np.arange(len(kinds))[None, :] * n + np.arange(n)[:, None]).ravel()
+    token = token.take(pa.array(perm))
+    row = np.repeat(np.arange(n, dtype=np.int64), len(kinds))
+    weight = np.tile(np.array([w for _, w in kinds], np.float32), n)
+    keep = pc.is_valid(token)
+    mask = keep.to_numpy(zero_copy_only=False)
+    return row[mask], token.filter(keep), weight[mask]

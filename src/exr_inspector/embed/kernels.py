@@ -132,7 +132,8 @@ def string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
 def hash_tokens(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """XXH64 (seed 0) of each string's UTF-8 bytes, as uint64; the kernel reads Arrow buffers directly."""
     data, offsets = string_buffers(arr)
-    return hash_tokens_kernel(data, offsets)
+    # One kernel specialisation (int64) for string and large_string; the copy is 8 bytes a token.
+    return hash_tokens_kernel(data, offsets.astype(np.int64, copy=False))
 
 
 def hash_tokens_ref(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -141,40 +142,48 @@ def hash_tokens_ref(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- scatter
-@njit(cache=True)
-def _accumulate(rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int, dim: int) -> np.ndarray:
-    """acc[rows[k], h_k % dim] += (-1 if bit 63 of h_k else +1) * weights[k], in float64, k in order.
+@njit(cache=True, inline="always")
+def _signed(h: np.uint64, w: np.float32) -> float:
+    """The signed contribution of one token: -w if bit 63 of h is set, else +w (as float64)."""
+    return -np.float64(w) if (h >> _SIGN_SHIFT) & np.uint64(1) else np.float64(w)
 
-    XXH64 output is already avalanched, so no extra mix: the index uses h mod dim,
-    the sign its top bit (independent of the low bits h mod dim mostly depends on).
+
+@njit(cache=True)
+def _normalise_into(acc: np.ndarray, out: np.ndarray) -> None:
+    """out = acc / ||acc||_2 (float64 sum of squares in index order); all-zero acc -> 1/sqrt(dim)."""
+    ss = 0.0
+    for j in range(acc.shape[0]):
+        ss += acc[j] * acc[j]
+    if ss == 0.0:
+        out[:] = np.float32(1.0 / np.sqrt(acc.shape[0]))
+    else:
+        inv = 1.0 / np.sqrt(ss)
+        for j in range(acc.shape[0]):
+            out[j] = np.float32(acc[j] * inv)
+
+
+@njit(cache=True)
+def scatter_sorted_kernel(rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int,
+                          dim: int) -> np.ndarray:
+    """out[r] = normalise(sum over k with rows[k] == r of sign(h_k) * weights[k] * e[h_k % dim]).
+
+    sign(h) = -1 if bit 63 of h is set else +1; the index uses h mod dim. XXH64 output
+    is already avalanched, so no extra mix: the top bit is independent of the low
+    bits h mod dim mostly depends on. ``rows`` must be non-decreasing: each row is
+    summed in one float64 scratch row, in token order, then written as float32, so
+    memory stays at the output size whatever the chunk.
     """
-    acc = np.zeros((n_rows, dim), np.float64)
-    d = np.uint64(dim)
-    for k in range(rows.shape[0]):
-        h = hashes[k]
-        w = np.float64(weights[k])
-        if (h >> _SIGN_SHIFT) & np.uint64(1):
-            w = -w
-        acc[rows[k], np.int64(h % d)] += w
-    return acc
-
-
-@njit(cache=True)
-def _normalise(acc: np.ndarray) -> np.ndarray:
-    """out[r] = acc[r] / ||acc[r]||_2 as float32; an all-zero row becomes 1/sqrt(dim) everywhere."""
-    n_rows, dim = acc.shape
     out = np.empty((n_rows, dim), np.float32)
-    uniform = np.float32(1.0 / np.sqrt(dim))
+    acc = np.zeros(dim, np.float64)
+    d = np.uint64(dim)
+    k = 0
+    n = rows.shape[0]
     for r in range(n_rows):
-        ss = 0.0
-        for j in range(dim):
-            ss += acc[r, j] * acc[r, j]
-        if ss == 0.0:
-            out[r, :] = uniform
-        else:
-            inv = 1.0 / np.sqrt(ss)
-            for j in range(dim):
-                out[r, j] = np.float32(acc[r, j] * inv)
+        acc[:] = 0.0
+        while k < n and rows[k] == r:
+            acc[np.int64(hashes[k] % d)] += _signed(hashes[k], weights[k])
+            k += 1
+        _normalise_into(acc, out[r])
     return out
 
 
@@ -183,8 +192,9 @@ def scatter_rows(
 ) -> np.ndarray:
     """Dense L2-normalised float32[n_rows, dim] rows from signed hashed features.
 
-    Each row depends only on its own tokens in their given order, so the result is
-    the same whether the rows are embedded in one chunk or many.
+    Each row depends only on its own tokens in their given order (a stable sort by
+    row is applied when ``rows`` is not grouped), so the result is the same whether
+    the rows are embedded in one chunk or many.
     """
     rows = np.ascontiguousarray(rows, np.int64)
     hashes = np.ascontiguousarray(hashes, np.uint64)
@@ -195,7 +205,10 @@ def scatter_rows(
         raise ValueError("dim must be >= 1 and n_rows >= 0")
     if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
         raise ValueError("row index out of range")
-    return _normalise(_accumulate(rows, hashes, weights, int(n_rows), int(dim)))
+    if rows.size > 1 and np.any(rows[1:] < rows[:-1]):
+        perm = np.argsort(rows, kind="stable")
+        rows, hashes, weights = rows[perm], hashes[perm], weights[perm]
+    return scatter_sorted_kernel(rows, hashes, weights, int(n_rows), int(dim))
 
 
 def scatter_rows_ref(

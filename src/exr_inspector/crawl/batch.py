@@ -1,0 +1,85 @@
+"""RawChunk -> IngestBatch: ids, derived columns and embeddings, all vectorized per chunk.
+
+Shared by the native and reference scanners, so whatever produced the raw columns
+the catalog rows come out the same. No per-file Python work happens here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import __version__
+from ..catalog.base import IngestBatch
+from ..catalog.schema import ATTRIBUTES, CHANNELS, CRAWL_ERRORS, FILES, PARTS, SCHEMA_VERSION, TS
+from ..embed import embed_chunk
+from .columns import RawChunk
+
+# `beauty.1001.exr` / `beauty_1001.exr`: the same rule as payload.frame_number, on whole paths
+_FRAME_RE = r"[._](?P<frame>\d+)\.[A-Za-z0-9]+$"
+_SEQUENCE_RE = r"([._])\d+(\.[A-Za-z0-9]+)$"
+
+
+def _vectors(rows: np.ndarray, typ: pa.DataType) -> pa.FixedSizeListArray:
+    """float32[n, dim] -> fixed-size list array sharing the NumPy buffer (no copy)."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    flat = pa.array(rows.reshape(-1), type=pa.float32())
+    return pa.Array.from_buffers(typ, rows.shape[0], [None], children=[flat])
+
+
+def _mtime(ns: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.cast(pc.divide(ns, 1000), pa.int64()).cast(TS)
+
+
+def _const(n: int, value, typ: pa.DataType) -> pa.Array:
+    return pa.array(np.full(n, value)).cast(typ) if value is not None else pa.nulls(n, typ)
+
+
+def _children(table: pa.Table, files: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """file_id and file_path of each child row, taken from its file by file_index."""
+    idx = table["file_index"]
+    return pc.take(files["file_id"], idx), pc.take(files["file_path"], idx)
+
+
+def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
+    """The catalog rows of one chunk, in the catalog schemas."""
+    files = raw.files
+    n = files.num_rows
+    file_vecs, channel_vecs = embed_chunk(raw)
+    path = files["file_path"]
+    frame = pc.struct_field(pc.extract_regex(path, _FRAME_RE), "frame")
+    frame = pc.if_else(pc.equal(frame, ""), pa.scalar(None, pa.string()), frame).cast(pa.int64())
+    now_col = _const(n, np.datetime64(now, "us"), TS)
+    out_files = pa.Table.from_arrays([
+        files["file_id"], path, path, files["header_hash"], files["size_bytes"], _mtime(files["mtime_ns"]),
+        files["mtime_ns"], files["inode"], files["multipart_count"], files["is_deep"], files["is_tiled"], frame,
+        pc.replace_substring_regex(path, _SEQUENCE_RE, r"\1#\2"), _vectors(file_vecs, FILES.field("metadata_embedding").type),
+        now_col, now_col, _const(n, 1, pa.int64()), pa.nulls(n, TS), _const(n, SCHEMA_VERSION, pa.int32()),
+        _const(n, __version__, pa.string()),
+    ], schema=FILES)
+
+    parts = raw.parts
+    fid, fpath = _children(parts, files)
+    out_parts = pa.Table.from_arrays(
+        [fid, fpath] + [parts[name] for name in PARTS.names[2:]], schema=PARTS)
+
+    ch = raw.channels
+    fid, fpath = _children(ch, files)
+    out_channels = pa.Table.from_arrays(
+        [fid, fpath] + [ch[name] for name in CHANNELS.names[2:-1]]
+        + [_vectors(channel_vecs, CHANNELS.field("channel_fingerprint").type)], schema=CHANNELS)
+
+    at = raw.attributes
+    fid, fpath = _children(at, files)
+    out_attrs = pa.Table.from_arrays([fid, fpath] + [at[name] for name in ATTRIBUTES.names[2:]], schema=ATTRIBUTES)
+
+    err = raw.errors
+    m = err.num_rows
+    out_errors = pa.Table.from_arrays([
+        err["path"], err["error_code"], err["message"], err["size_bytes"], _mtime(err["mtime_ns"]),
+        _const(m, np.datetime64(now, "us"), TS), _const(m, run_id, pa.string()),
+    ], schema=CRAWL_ERRORS)
+    return IngestBatch(out_files, out_parts, out_channels, out_attrs, out_errors, now=now)

@@ -1,0 +1,146 @@
+"""The crawl: walk -> reader pool -> large batches -> catalog, with a run record and a summary.
+
+One writer (this process) upserts large batches, each in one transaction. Memory
+stays bounded whatever the tree size: chunks stream through the pool with a fixed
+number in flight, and the writer flushes by size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+
+from ..catalog.base import Catalog, IngestBatch, UpsertStats
+from ..catalog.schema import CRAWL_ERRORS, TS
+from .pool import ReaderPool
+from .walk import DEFAULT_EXTENSIONS, Walker, WalkError
+
+FLUSH_FILES = 20_000  # files per upsert transaction
+FLUSH_BYTES = 96 << 20  # or this much Arrow data, whichever comes first
+
+
+@dataclass
+class CrawlSummary:
+    run_id: str
+    roots: list[str]
+    status: str = "running"
+    files: int = 0  # headers parsed and written
+    parts: int = 0
+    channels: int = 0
+    attributes: int = 0
+    errors: int = 0  # files (and directories) that failed, all in crawl_errors
+    inserted: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    batches: int = 0
+    worker_restarts: int = 0
+    seconds: float = 0.0
+    files_per_s: float = 0.0
+    error_codes: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _walk_error_rows(errors: list[WalkError], now: dt.datetime, run_id: str) -> pa.Table:
+    n = len(errors)
+    return pa.table({
+        "path": [e.path for e in errors], "error_code": [e.code for e in errors],
+        "message": [e.message for e in errors], "size_bytes": pa.nulls(n, pa.int64()),
+        "mtime": pa.nulls(n, TS), "seen_at": pa.array([now] * n, TS), "run_id": [run_id] * n,
+    }, schema=CRAWL_ERRORS)
+
+
+def crawl(
+    roots: Sequence[str],
+    catalog: Catalog,
+    *,
+    workers: int | None = None,
+    excludes: Sequence[str] = (),
+    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    chunk_size: int = 1024,
+    native: bool | None = None,
+    pool: ReaderPool | None = None,
+    progress: Callable[[CrawlSummary], None] | None = None,
+) -> CrawlSummary:
+    """Crawl ``roots`` into ``catalog``. Per-file failures become crawl_errors rows; the crawl goes on.
+
+    ``pool`` may be created by the caller before the catalog is opened (the pool
+    forks, and forking after a database has started its threads is unsafe).
+    """
+    walker = Walker(roots, excludes=excludes, extensions=extensions, chunk_size=chunk_size)
+    summary = CrawlSummary(run_id=uuid.uuid4().hex, roots=list(walker.roots))
+    started = _now()
+    t0 = time.perf_counter()
+    own_pool = pool is None
+    if pool is None:
+        pool = ReaderPool(workers if workers is not None else (os.cpu_count() or 1), native=native)
+    catalog.ensure_schema()
+    catalog.start_run(summary.run_id, summary.roots, started)
+    pending: list[IngestBatch] = []
+    pending_bytes = 0
+    walk_errors_seen = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_bytes, walk_errors_seen
+        new_walk_errors = walker.errors[walk_errors_seen:]
+        walk_errors_seen = len(walker.errors)
+        if new_walk_errors:
+            pending.append(IngestBatch.empty().with_errors(_walk_error_rows(new_walk_errors, _now(), summary.run_id)))
+        if not pending:
+            return
+        batch = IngestBatch.concat(pending)
+        stats: UpsertStats = catalog.upsert(batch)
+        summary.inserted += stats.inserted
+        summary.replaced += stats.replaced
+        summary.unchanged += stats.unchanged
+        summary.batches += 1
+        for code in batch.errors["error_code"].to_pylist():
+            summary.error_codes[code] = summary.error_codes.get(code, 0) + 1
+        pending, pending_bytes = [], 0
+
+    try:
+        for _paths, batch in pool.run(walker, _now(), summary.run_id):
+            pending.append(batch)
+            pending_bytes += sum(t.nbytes for t in batch.tables().values())
+            summary.files += batch.files.num_rows
+            summary.parts += batch.parts.num_rows
+            summary.channels += batch.channels.num_rows
+            summary.attributes += batch.attributes.num_rows
+            summary.errors += batch.errors.num_rows
+            if sum(b.num_files for b in pending) >= FLUSH_FILES or pending_bytes >= FLUSH_BYTES:
+                flush()
+            if progress:
+                summary.seconds = time.perf_counter() - t0
+                progress(summary)
+        summary.errors += len(walker.errors)
+        flush()
+        summary.status = "completed"
+    except KeyboardInterrupt:
+        summary.status = "interrupted"
+        raise
+    except BaseException:
+        summary.status = "failed"
+        raise
+    finally:
+        summary.worker_restarts = pool.restarts
+        if own_pool:
+            pool.close()
+        summary.seconds = time.perf_counter() - t0
+        summary.files_per_s = (summary.files + summary.errors) / summary.seconds if summary.seconds > 0 else 0.0
+        try:
+            catalog.finish_run(summary.run_id, summary.status, summary.to_dict(), _now())
+        except Exception:  # noqa: BLE001 - the run's own failure is the error worth reporting
+            if summary.status == "completed":
+                raise
+    return summary

@@ -1,0 +1,173 @@
+"""The reader pool: worker processes turn chunks of paths into catalog batches.
+
+Each worker scans a whole chunk natively (no per-file Python objects), computes
+the chunk's embeddings in bulk and returns Arrow tables. A worker that dies
+(a crash, the OOM killer, SIGKILL) never loses files: the chunks it held are
+retried on a fresh pool, split in halves if they fail again, and a single file
+that still kills its reader becomes a ``worker_died`` error row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing as mp
+import os
+import signal
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from ..catalog.base import IngestBatch
+from ..catalog.schema import CRAWL_ERRORS, TS
+from .batch import build_batch
+from .columns import scan_chunk
+
+# Fault injection for the crash tests: a worker SIGKILLs itself on a chunk holding a
+# path that contains this text (once only, if FAULT_ONCE names a marker file).
+FAULT_KILL = "EXR_INSPECTOR_FAULT_KILL"
+FAULT_ONCE = "EXR_INSPECTOR_FAULT_ONCE"
+
+
+@dataclass
+class Task:
+    paths: list[str]
+    attempts: int = 0
+
+
+def _maybe_die(paths: list[str]) -> None:
+    needle = os.environ.get(FAULT_KILL)
+    if not needle or not any(needle in p for p in paths):
+        return
+    marker = os.environ.get(FAULT_ONCE)
+    if marker:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool | None) -> IngestBatch:
+    """Scan, embed and shape one chunk."""
+    _maybe_die(paths)
+    return build_batch(scan_chunk(paths, native=native), now, run_id)
+
+
+def _to_ipc(batch: IngestBatch) -> tuple[dict[str, pa.Buffer], dt.datetime]:
+    """Arrow IPC streams per table: exact schemas (pickle drops nested nullability) and no row objects."""
+    out = {}
+    for name, table in batch.tables().items():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        out[name] = sink.getvalue()
+    return out, batch.now
+
+
+def _from_ipc(payload: tuple[dict[str, pa.Buffer], dt.datetime]) -> IngestBatch:
+    tables, now = payload
+    t = {name: pa.ipc.open_stream(buf).read_all() for name, buf in tables.items()}
+    return IngestBatch(t["files"], t["parts"], t["channels"], t["attributes"], t["crawl_errors"], now)
+
+
+def _work(paths: list[str], now: dt.datetime, run_id: str, native: bool | None):
+    """Runs in a worker process."""
+    return _to_ipc(process_chunk(paths, now, run_id, native))
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and shuts the pool down
+
+
+def died_rows(paths: list[str], now: dt.datetime, run_id: str) -> pa.Table:
+    n = len(paths)
+    return pa.table({
+        "path": pa.array(paths, pa.string()),
+        "error_code": pa.array(["worker_died"] * n, pa.string()),
+        "message": pa.array([f"{p}: the reader process died while parsing this file" for p in paths], pa.string()),
+        "size_bytes": pa.nulls(n, pa.int64()),
+        "mtime": pa.nulls(n, TS),
+        "seen_at": pa.array([now] * n, TS),
+        "run_id": pa.array([run_id] * n, pa.string()),
+    }, schema=CRAWL_ERRORS)
+
+
+class ReaderPool:
+    """Parses chunks in ``workers`` processes (0: in this process), at most ``2 * workers`` in flight."""
+
+    def __init__(self, workers: int, *, native: bool | None = None):
+        self.workers = workers
+        self.native = native
+        self.restarts = 0
+        self._executor: ProcessPoolExecutor | None = None
+        if workers > 0:
+            self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # fork: workers inherit the imported modules and the jitted kernels
+        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> ReaderPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run(self, chunks: Iterable[list[str]], now: dt.datetime, run_id: str) -> Iterator[tuple[list[str], IngestBatch]]:
+        """Yield (paths, batch) for every chunk, in completion order; every path comes back exactly once."""
+        if self._executor is None:
+            for paths in chunks:
+                yield paths, process_chunk(paths, now, run_id, self.native)
+            return
+        source = iter(chunks)
+        retry: deque[Task] = deque()
+        running: dict[Future, Task] = {}
+        exhausted = False
+        limit = 2 * self.workers
+        while True:
+            while len(running) < limit and (retry or not exhausted):
+                if retry:
+                    task = retry.popleft()
+                else:
+                    try:
+                        task = Task(next(source))
+                    except StopIteration:
+                        exhausted = True
+                        continue
+                running[self._executor.submit(_work, task.paths, now, run_id, self.native)] = task
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken: list[Task] = []
+            for fut in done:
+                task = running.pop(fut)
+                try:
+                    result = _from_ipc(fut.result())
+                except BrokenProcessPool:
+                    broken.append(task)
+                    continue
+                yield task.paths, result
+            if broken:
+                # The pool is unusable: every chunk still in it failed with it.
+                broken.extend(running.values())
+                running.clear()
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._new_executor()
+                self.restarts += 1
+                for task in broken:
+                    if task.attempts == 0:
+                        retry.append(Task(task.paths, 1))
+                    elif len(task.paths) > 1:
+                        half = len(task.paths) // 2
+                        retry.extend([Task(task.paths[:half], 1), Task(task.paths[half:], 1)])
+                    else:
+                        yield task.paths, IngestBatch.empty().with_errors(died_rows(task.paths, now, run_id))

@@ -1,0 +1,226 @@
+"""Embeddings: kernels equal their references, vectors are deterministic and chunk-free, similar is near."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import xxhash
+
+from exr_inspector.catalog.schema import EMBEDDING_DIM, FINGERPRINT_DIM
+from exr_inspector.crawl.columns import scan_chunk
+from exr_inspector.embed import embed_chunk
+from exr_inspector.embed.features import channel_tokens, file_tokens
+from exr_inspector.embed.kernels import hash_tokens, hash_tokens_ref, scatter_rows, scatter_rows_ref
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from gen_tree import generate  # noqa: E402
+
+PER_FRAME = ("capDate", "timeCode", "dataWindow", "worldToCamera", "worldToNDC", "render_time", "comments")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], np.ndarray]:
+    """A small generated tree: sorted paths and their template ids (5 templates x 8 frames)."""
+    root = tmp_path_factory.mktemp("embed_tree")
+    manifest = generate(root, 40, templates=5, seed=3)
+    rows = sorted(csv.DictReader(manifest.open(encoding="utf-8"), delimiter="\t"), key=lambda r: r["relpath"])
+    return [str(root / r["relpath"]) for r in rows], np.array([int(r["template_id"]) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def whole(tree: tuple[list[str], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    raw = scan_chunk(tree[0], native=True)
+    assert raw.errors.num_rows == 0
+    return embed_chunk(raw)
+
+
+# --------------------------------------------------------------------------- hash_tokens
+def _random_strings(rng: np.random.Generator, n: int) -> list[str]:
+    alphabet = list("abcXYZ019:._=/ ") + ["é", "漢", "🎞"]
+    lengths = rng.choice([0, 1, 3, 4, 7, 8, 9, 15, 16, 31, 32, 33, 63, 64, 65, 100, 300], size=n)
+    return ["".join(rng.choice(alphabet, size=k)) for k in lengths]
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_hash_tokens_equals_xxhash(kind: pa.DataType) -> None:
+    strings = _random_strings(np.random.default_rng(0), 500)
+    arr = pa.array(strings, kind)
+    expected = np.array([xxhash.xxh64_intdigest(s.encode(), 0) for s in strings], np.uint64)
+    np.testing.assert_array_equal(hash_tokens(arr), expected)
+    np.testing.assert_array_equal(hash_tokens_ref(arr), expected)
+
+
+def test_hash_tokens_slices_and_chunks() -> None:
+    """Slices read from the right place in the parent's buffers; chunked arrays are combined."""
+    arr = pa.array(_random_strings(np.random.default_rng(1), 200))
+    for piece in (arr.slice(0, 0), arr.slice(17, 50), arr.slice(199), arr.slice(3)):
+        np.testing.assert_array_equal(hash_tokens(piece), hash_tokens_ref(piece))
+    chunked = pa.chunked_array([arr.slice(0, 70), arr.slice(70)])
+    np.testing.assert_array_equal(hash_tokens(chunked), hash_tokens_ref(arr))
+    assert hash_tokens(pa.array([], pa.string())).shape == (0,)
+    assert hash_tokens(pa.array(["", ""]))[0] == xxhash.xxh64_intdigest(b"", 0)
+
+
+def test_hash_tokens_refuses_nulls() -> None:
+    with pytest.raises(ValueError):
+        hash_tokens(pa.array(["a", None]))
+
+
+# --------------------------------------------------------------------------- scatter_rows
+def _random_triples(seed: int, n: int, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.integers(0, n_rows, n))
+    hashes = rng.integers(0, 2**64, n, dtype=np.uint64)
+    weights = rng.choice(np.array([0.25, 0.5, 1.0, 0.3], np.float32), n)
+    return rows, hashes, weights
+
+
+@pytest.mark.parametrize("dim", [EMBEDDING_DIM, FINGERPRINT_DIM, 7])
+def test_scatter_rows_equals_reference(dim: int) -> None:
+    rows, hashes, weights = _random_triples(2, 5000, 300)
+    got = scatter_rows(rows, hashes, weights, 310, dim)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (310, dim)
+    np.testing.assert_allclose(got, scatter_rows_ref(rows, hashes, weights, 310, dim), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.linalg.norm(got.astype(np.float64), axis=1), 1.0, atol=1e-6)
+
+
+def test_scatter_rows_unsorted_rows_keep_token_order() -> None:
+    """Rows in any order give the same result as the stably grouped input."""
+    rows, hashes, weights = _random_triples(3, 3000, 100)
+    perm = np.random.default_rng(4).permutation(rows.size)
+    shuffled = scatter_rows(rows[perm], hashes[perm], weights[perm], 100, 64)
+    np.testing.assert_allclose(shuffled, scatter_rows_ref(rows, hashes, weights, 100, 64), rtol=1e-6, atol=1e-7)
+    grouped = np.argsort(rows[perm], kind="stable")
+    np.testing.assert_array_equal(
+        shuffled, scatter_rows(rows[perm][grouped], hashes[perm][grouped], weights[perm][grouped], 100, 64)
+    )
+
+
+def test_scatter_rows_degenerate_rows_are_uniform() -> None:
+    """No tokens, or tokens that cancel, give 1/sqrt(dim) everywhere (a valid unit vector)."""
+    h = np.uint64(12345)
+    rows = np.array([1, 1], np.int64)
+    out = scatter_rows(rows, np.array([h, h]), np.array([1.0, -1.0], np.float32), 3, 384)
+    np.testing.assert_array_equal(out, np.full((3, 384), np.float32(1 / np.sqrt(384))))
+    np.testing.assert_allclose(out, scatter_rows_ref(rows, np.array([h, h]), np.array([1.0, -1.0]), 3, 384))
+    assert scatter_rows(np.empty(0, np.int64), np.empty(0, np.uint64), np.empty(0, np.float32), 0, 8).shape == (0, 8)
+
+
+def test_scatter_rows_index_and_sign_from_hash() -> None:
+    """One token: a single +-1 at h % dim, the sign from bit 63."""
+    for h, sign in ((np.uint64(1000), 1.0), (np.uint64(2**63 + 1000), -1.0)):
+        out = scatter_rows(np.array([0]), np.array([h]), np.array([0.5], np.float32), 1, 384)
+        expected = np.zeros((1, 384), np.float32)
+        expected[0, int(h % np.uint64(384))] = sign
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_scatter_rows_checks_arguments() -> None:
+    with pytest.raises(ValueError):
+        scatter_rows(np.array([5]), np.array([1], np.uint64), np.array([1.0]), 2, 8)
+    with pytest.raises(ValueError):
+        scatter_rows(np.array([0, 1]), np.array([1], np.uint64), np.array([1.0]), 2, 8)
+
+
+# --------------------------------------------------------------------------- embed_chunk
+def test_embed_chunk_shapes_and_unit_norm(whole: tuple[np.ndarray, np.ndarray], tree) -> None:
+    files_v, chans_v = whole
+    assert files_v.shape == (len(tree[0]), EMBEDDING_DIM) and files_v.dtype == np.float32
+    assert chans_v.shape[1] == FINGERPRINT_DIM and chans_v.dtype == np.float32
+    assert files_v.flags.c_contiguous and chans_v.flags.c_contiguous
+    for v in whole:
+        np.testing.assert_allclose(np.linalg.norm(v.astype(np.float64), axis=1), 1.0, atol=1e-6)
+
+
+def test_embed_empty_chunk() -> None:
+    files_v, chans_v = embed_chunk(scan_chunk([], native=True))
+    assert files_v.shape == (0, EMBEDDING_DIM) and chans_v.shape == (0, FINGERPRINT_DIM)
+
+
+def test_deterministic_and_chunk_free(tree, whole: tuple[np.ndarray, np.ndarray]) -> None:
+    """Same input twice -> same bytes; files embedded in pieces -> the same rows as in one chunk."""
+    paths = tree[0]
+    again = embed_chunk(scan_chunk(paths, native=True))
+    assert again[0].tobytes() == whole[0].tobytes() and again[1].tobytes() == whole[1].tobytes()
+    pieces = [paths[i::3] for i in range(3)]  # interleaved: every piece has other neighbours
+    by_path, chans = {}, {}
+    for piece in pieces:
+        raw = scan_chunk(piece, native=True)
+        fv, cv = embed_chunk(raw)
+        by_path.update(zip(raw.files["file_path"].to_pylist(), fv, strict=True))
+        names = zip(raw.channels["file_index"].to_pylist(), raw.channels["channel_name"].to_pylist(), strict=True)
+        chans.update({(piece[fi], name): v for (fi, name), v in zip(names, cv, strict=True)})
+    np.testing.assert_array_equal(np.stack([by_path[p] for p in paths]), whole[0])
+    raw = scan_chunk(paths, native=True)
+    names = zip(raw.channels["file_index"].to_pylist(), raw.channels["channel_name"].to_pylist(), strict=True)
+    np.testing.assert_array_equal(np.stack([chans[(paths[fi], n)] for fi, n in names]), whole[1])
+
+
+def test_same_bytes_in_a_subprocess(tree, whole: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    listing = tmp_path / "paths.txt"
+    listing.write_text("\n".join(tree[0]), encoding="utf-8")
+    out = tmp_path / "vectors.bin"
+    code = (
+        "import sys; from exr_inspector.crawl.columns import scan_chunk; from exr_inspector.embed import embed_chunk;"
+        "paths = open(sys.argv[1], encoding='utf-8').read().split('\\n');"
+        "f, c = embed_chunk(scan_chunk(paths, native=True));"
+        "open(sys.argv[2], 'wb').write(f.tobytes() + c.tobytes())"
+    )
+    subprocess.run([sys.executable, "-c", code, str(listing), str(out)], check=True, timeout=120)
+    assert out.read_bytes() == whole[0].tobytes() + whole[1].tobytes()
+
+
+def test_native_and_python_scans_embed_alike(tree, whole: tuple[np.ndarray, np.ndarray]) -> None:
+    files_v, chans_v = embed_chunk(scan_chunk(tree[0], native=False))
+    assert files_v.tobytes() == whole[0].tobytes() and chans_v.tobytes() == whole[1].tobytes()
+
+
+def test_similar_beats_dissimilar(tree, whole: tuple[np.ndarray, np.ndarray]) -> None:
+    """Frames of one template are closer to each other than to any other template's frames."""
+    labels = tree[1]
+    sim = whole[0].astype(np.float64) @ whole[0].astype(np.float64).T
+    same = labels[:, None] == labels[None, :]
+    np.fill_diagonal(sim, np.nan)
+    for i in range(len(labels)):
+        assert np.nanmin(np.where(same[i], sim[i], np.nan)) > np.nanmax(np.where(~same[i], sim[i], np.nan))
+    assert len(set(labels.tolist())) == 5
+
+
+def test_per_frame_values_are_not_tokens(tree) -> None:
+    """Only presence tokens for per-frame attributes, so all frames of a template share their tokens."""
+    paths, labels = tree
+    rows, tokens, weights = file_tokens(scan_chunk(paths, native=True))
+    text = tokens.to_pylist()
+    assert not [t for t in text if t.startswith("attr:") and "=" in t and any(p in t.split("=")[0] for p in PER_FRAME)]
+    assert "attr:capDate" in text and weights.dtype == np.float32 and np.all(np.diff(rows) >= 0)
+    sets: dict[int, set[frozenset[str]]] = {}
+    for r in range(len(paths)):
+        sets.setdefault(int(labels[r]), set()).add(frozenset(t for t, ok in zip(text, rows == r, strict=True) if ok))
+    assert all(len(s) == 1 for s in sets.values())
+    assert len({next(iter(s)) for s in sets.values()}) == len(sets)  # templates differ
+
+
+def test_channel_fingerprints_follow_the_layout(tree, whole: tuple[np.ndarray, np.ndarray]) -> None:
+    """A channel of one AOV layout gets one fingerprint in every frame; different channels differ."""
+    raw = scan_chunk(tree[0], native=True)
+    rows, tokens, _ = channel_tokens(raw)
+    assert np.array_equal(np.unique(rows), np.arange(raw.channels.num_rows))
+    labels = tree[1][raw.channels["file_index"].to_numpy()]
+    names = raw.channels["channel_name"].to_pylist()
+    by_key: dict[tuple[int, int, str], set[bytes]] = {}
+    part = raw.channels["part_index"].to_pylist()
+    for i, (lab, pi, name) in enumerate(zip(labels, part, names, strict=True)):
+        by_key.setdefault((int(lab), pi, name), set()).add(whole[1][i].tobytes())
+    assert all(len(v) == 1 for v in by_key.values())
+    first = {name: whole[1][i] for i, name in enumerate(names)}
+    if "R" in first and "G" in first:
+        assert float(first["R"] @ first["G"]) < 0.99
