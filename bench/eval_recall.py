@@ -33,7 +33,7 @@ from exr_inspector.catalog.schema import EMBEDDING_DIM  # noqa: E402
 from exr_inspector.crawl.columns import RawChunk, scan_chunk  # noqa: E402
 from exr_inspector.embed import embed_chunk  # noqa: E402
 from exr_inspector.embed.features import file_tokens  # noqa: E402
-from exr_inspector.embed.kernels import hash_tokens, scatter_rows  # noqa: E402
+from exr_inspector.embed.kernels import hash_strings, scatter_rows  # noqa: E402
 from exr_inspector.exr.constants import COMPRESSION_NAMES  # noqa: E402
 
 from gen_tree import generate  # noqa: E402
@@ -95,7 +95,7 @@ def ours_without(raw: RawChunk, prefixes: list[str]) -> np.ndarray:
     for p in prefixes:
         keep &= ~pc.starts_with(tokens, p).to_numpy(zero_copy_only=False)
     idx = pa.array(np.nonzero(keep)[0])
-    return scatter_rows(rows[keep], hash_tokens(tokens.take(idx)), weights[keep], raw.files.num_rows, EMBEDDING_DIM)
+    return scatter_rows(rows[keep], hash_strings(tokens.take(idx)), weights[keep], raw.files.num_rows, EMBEDDING_DIM)
 
 
 def evaluate(root: Path, prefixes: list[str]) -> None:

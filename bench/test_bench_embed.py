@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from exr_inspector.catalog.schema import EMBEDDING_DIM  # noqa: E402
 from exr_inspector.crawl.columns import scan_chunk  # noqa: E402
 from exr_inspector.embed import embed_chunk  # noqa: E402
-from exr_inspector.embed.kernels import hash_tokens, scatter_rows  # noqa: E402
+from exr_inspector.embed.kernels import hash_strings, scatter_rows  # noqa: E402
 
 from gen_tree import generate  # noqa: E402
 
@@ -55,9 +55,9 @@ def test_scatter_rows(benchmark, triples) -> None:
     benchmark.extra_info["tokens_per_s"] = rows.size / benchmark.stats.stats.median
 
 
-def test_hash_tokens(benchmark, tokens: pa.Array) -> None:
-    hash_tokens(tokens.slice(0, 10))
-    out = benchmark(hash_tokens, tokens)
+def test_hash_strings(benchmark, tokens: pa.Array) -> None:
+    hash_strings(tokens.slice(0, 10))
+    out = benchmark(hash_strings, tokens)
     assert out.shape == (len(tokens),)
     benchmark.extra_info["tokens_per_s"] = len(tokens) / benchmark.stats.stats.median
 

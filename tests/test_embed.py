@@ -16,7 +16,14 @@ from exr_inspector.catalog.schema import EMBEDDING_DIM, FINGERPRINT_DIM
 from exr_inspector.crawl.columns import scan_chunk
 from exr_inspector.embed import embed_chunk
 from exr_inspector.embed.features import channel_tokens, file_tokens
-from exr_inspector.embed.kernels import hash_tokens, hash_tokens_ref, scatter_rows, scatter_rows_ref
+from exr_inspector.embed.kernels import (
+    hash_strings,
+    hash_tokens,
+    hash_tokens_ref,
+    scatter_rows,
+    scatter_rows_ref,
+    string_buffers,
+)
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 if str(BENCH) not in sys.path:
@@ -50,29 +57,39 @@ def _random_strings(rng: np.random.Generator, n: int) -> list[str]:
     return ["".join(rng.choice(alphabet, size=k)) for k in lengths]
 
 
+def _xxh(strings: list[str]) -> np.ndarray:
+    return np.array([xxhash.xxh64_intdigest(s.encode(), 0) for s in strings], np.uint64)
+
+
 @pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
-def test_hash_tokens_equals_xxhash(kind: pa.DataType) -> None:
+def test_hash_tokens_equals_reference(kind: pa.DataType) -> None:
+    """The kernel on the raw buffers, its reference and xxhash on the strings agree bit for bit."""
     strings = _random_strings(np.random.default_rng(0), 500)
     arr = pa.array(strings, kind)
-    expected = np.array([xxhash.xxh64_intdigest(s.encode(), 0) for s in strings], np.uint64)
-    np.testing.assert_array_equal(hash_tokens(arr), expected)
-    np.testing.assert_array_equal(hash_tokens_ref(arr), expected)
+    data, offsets = string_buffers(arr)
+    assert offsets.dtype == (np.int64 if kind == pa.large_string() else np.int32)
+    np.testing.assert_array_equal(hash_tokens(data, offsets), _xxh(strings))
+    np.testing.assert_array_equal(hash_tokens_ref(data, offsets), _xxh(strings))
+    np.testing.assert_array_equal(hash_strings(arr), _xxh(strings))
 
 
-def test_hash_tokens_slices_and_chunks() -> None:
+def test_hash_strings_slices_and_chunks() -> None:
     """Slices read from the right place in the parent's buffers; chunked arrays are combined."""
-    arr = pa.array(_random_strings(np.random.default_rng(1), 200))
-    for piece in (arr.slice(0, 0), arr.slice(17, 50), arr.slice(199), arr.slice(3)):
-        np.testing.assert_array_equal(hash_tokens(piece), hash_tokens_ref(piece))
+    strings = _random_strings(np.random.default_rng(1), 200)
+    arr = pa.array(strings)
+    for lo, hi in ((0, 0), (17, 67), (199, 200), (3, 200)):
+        np.testing.assert_array_equal(hash_strings(arr.slice(lo, hi - lo)), _xxh(strings[lo:hi]))
+        np.testing.assert_array_equal(hash_strings(pa.array(strings, pa.large_string()).slice(lo, hi - lo)),
+                                      _xxh(strings[lo:hi]))
     chunked = pa.chunked_array([arr.slice(0, 70), arr.slice(70)])
-    np.testing.assert_array_equal(hash_tokens(chunked), hash_tokens_ref(arr))
-    assert hash_tokens(pa.array([], pa.string())).shape == (0,)
-    assert hash_tokens(pa.array(["", ""]))[0] == xxhash.xxh64_intdigest(b"", 0)
+    np.testing.assert_array_equal(hash_strings(chunked), _xxh(strings))
+    assert hash_strings(pa.array([], pa.string())).shape == (0,)
+    np.testing.assert_array_equal(hash_strings(pa.array(["", ""])), _xxh(["", ""]))
 
 
-def test_hash_tokens_refuses_nulls() -> None:
+def test_hash_strings_refuses_nulls() -> None:
     with pytest.raises(ValueError):
-        hash_tokens(pa.array(["a", None]))
+        hash_strings(pa.array(["a", None]))
 
 
 # --------------------------------------------------------------------------- scatter_rows

@@ -96,13 +96,25 @@ def _xxh64(data: np.ndarray, start: int, end: int) -> np.uint64:
 
 
 @njit(cache=True)
-def hash_tokens_kernel(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """out[i] = XXH64(data[offsets[i]:offsets[i+1]], seed=0) for i < len(offsets) - 1."""
+def hash_tokens(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """out[i] = XXH64(data[offsets[i]:offsets[i+1]], seed=0) for i < len(offsets) - 1.
+
+    ``data``/``offsets`` are an Arrow string array's data and offsets buffers (see
+    ``string_buffers``): offsets are absolute, so a sliced array needs no copy.
+    """
     n = offsets.shape[0] - 1
     out = np.empty(n, np.uint64)
     for i in range(n):
         out[i] = _xxh64(data, offsets[i], offsets[i + 1])
     return out
+
+
+def hash_tokens_ref(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Reference: the ``xxhash`` package on each token's bytes."""
+    return np.array(
+        [xxhash.xxh64_intdigest(data[offsets[i] : offsets[i + 1]].tobytes(), 0) for i in range(len(offsets) - 1)],
+        np.uint64,
+    )
 
 
 def string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,16 +141,11 @@ def string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
     return data, offsets
 
 
-def hash_tokens(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """XXH64 (seed 0) of each string's UTF-8 bytes, as uint64; the kernel reads Arrow buffers directly."""
+def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """XXH64 (seed 0) of each string's UTF-8 bytes, as uint64: ``hash_tokens`` on the Arrow buffers."""
     data, offsets = string_buffers(arr)
     # One kernel specialisation (int64) for string and large_string; the copy is 8 bytes a token.
-    return hash_tokens_kernel(data, offsets.astype(np.int64, copy=False))
-
-
-def hash_tokens_ref(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Reference: the ``xxhash`` package, one Python string at a time."""
-    return np.array([xxhash.xxh64_intdigest(s.encode(), 0) for s in arr.to_pylist()], np.uint64)
+    return hash_tokens(data, offsets.astype(np.int64, copy=False))
 
 
 # --------------------------------------------------------------------------- scatter

@@ -1,0 +1,189 @@
+"""End-to-end crawls into a real DuckDB catalog: counts, errors, idempotence, crashes, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exr_inspector.catalog.base import open_catalog
+from exr_inspector.crawl.pipeline import crawl
+from exr_inspector.crawl.pool import FAULT_KILL, FAULT_ONCE, ReaderPool
+from exr_inspector.crawl.walk import Walker
+from exr_inspector.exr import ExrError, read_header
+
+from conftest import corpus_root
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+EXE = shutil.which("exr-inspector", path=str(Path(sys.executable).parent))
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    from gen_tree import generate
+
+    root = tmp_path_factory.mktemp("tree")
+    generate(root, 120, templates=10, seed=11, damaged=5)
+    return root
+
+
+def run_crawl(roots, db, workers=2, **kw):
+    with ReaderPool(workers) as pool, open_catalog(str(db)) as cat:
+        summary = crawl([str(r) for r in roots], cat, pool=pool, **kw)
+        counts = {t: cat.count(t) for t in ("files", "parts", "channels", "attributes", "crawl_errors", "crawl_runs")}
+    return summary, counts
+
+
+def expected_counts(paths):
+    files = parts = channels = attrs = 0
+    errors = {}
+    for p in paths:
+        try:
+            h = read_header(p, native=False).header
+        except ExrError as e:
+            errors[p] = e.code
+            continue
+        files += 1
+        parts += len(h["parts"])
+        attrs += sum(len(a) for a in h["parts"])
+        for a in h["parts"]:
+            ch = next((x["value"] for x in a if x["name"] == "channels" and x["type"] == "chlist"), [])
+            channels += len(ch)
+    return files, parts, channels, attrs, errors
+
+
+def test_corpus_crawl_counts_match_parser(tmp_path):
+    root = corpus_root()
+    if root is None:
+        pytest.skip("EXR corpus not found")
+    # the corpus mixes .exr files and extension-less damaged files: crawl both kinds
+    paths = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() == ".exr")
+    summary, counts = run_crawl([root], tmp_path / "c.duckdb")
+    files, parts, channels, attrs, errors = expected_counts(paths)
+    assert summary.status == "completed"
+    assert (counts["files"], counts["parts"], counts["channels"], counts["attributes"]) == (files, parts, channels, attrs)
+    assert counts["crawl_errors"] == len(errors) == summary.errors
+    with open_catalog(str(tmp_path / "c.duckdb")) as cat:
+        rows = cat.query("SELECT path, error_code FROM crawl_errors").to_pylist()
+        assert {r["path"]: r["error_code"] for r in rows} == errors
+        run = cat.query("SELECT status, counts FROM crawl_runs").to_pylist()
+        assert run[0]["status"] == "completed" and json.loads(run[0]["counts"])["files"] == files
+
+
+def test_recrawl_is_idempotent_and_changes_replace(tree, tmp_path):
+    db = tmp_path / "c.duckdb"
+    s1, c1 = run_crawl([tree], db)
+    assert s1.inserted == 120 and s1.errors == 5 and c1["files"] == 120
+    s2, c2 = run_crawl([tree], db)
+    assert s2.unchanged == 120 and s2.inserted == s2.replaced == 0
+    assert {k: v for k, v in c2.items() if k not in ("crawl_errors", "crawl_runs")} == {
+        k: v for k, v in c1.items() if k not in ("crawl_errors", "crawl_runs")}
+    with open_catalog(str(db)) as cat:
+        assert cat.query("SELECT DISTINCT inspection_count FROM files").to_pylist() == [{"inspection_count": 2}]
+    # change one header: a different (longer) owner string; the file's rows are replaced
+    victim = sorted(tree.rglob("*.exr"))[0]
+    data = victim.read_bytes()
+    try:
+        read_header(victim)
+    except ExrError:
+        victim = sorted(tree.rglob("*.exr"))[1]
+        data = victim.read_bytes()
+    mutated = data.replace(b"owner\x00string\x00", b"ownr2\x00string\x00")  # every part
+    assert mutated != data
+    victim.write_bytes(mutated)
+    s3, c3 = run_crawl([tree], db)
+    assert (s3.replaced, s3.unchanged) == (1, 119)
+    assert c3["attributes"] == c1["attributes"] and c3["files"] == 120
+    with open_catalog(str(db)) as cat:
+        names = cat.query(f"SELECT attr_name FROM attributes WHERE file_path = '{victim}'")["attr_name"].to_pylist()
+        assert "ownr2" in names and "owner" not in names
+        row = cat.query(f"SELECT inspection_count FROM files WHERE file_path = '{victim}'").to_pylist()
+        assert row == [{"inspection_count": 3}]
+
+
+def test_worker_killed_mid_chunk_loses_nothing(tree, tmp_path, monkeypatch):
+    good = [p for p in sorted(tree.rglob("*.exr")) if _parses(p)]
+    monkeypatch.setenv(FAULT_KILL, good[7].name)
+    monkeypatch.setenv(FAULT_ONCE, str(tmp_path / "killed-once"))
+    summary, counts = run_crawl([tree], tmp_path / "c.duckdb", chunk_size=16)
+    assert (tmp_path / "killed-once").exists() and summary.worker_restarts >= 1
+    assert counts["files"] == 120 and summary.errors == 5  # only the damaged files
+
+
+def test_file_that_always_kills_its_reader_becomes_an_error(tree, tmp_path, monkeypatch):
+    good = [p for p in sorted(tree.rglob("*.exr")) if _parses(p)]
+    monkeypatch.setenv(FAULT_KILL, good[3].name)
+    summary, counts = run_crawl([tree], tmp_path / "c.duckdb", chunk_size=16)
+    assert counts["files"] == 119
+    with open_catalog(str(tmp_path / "c.duckdb")) as cat:
+        died = cat.query("SELECT path FROM crawl_errors WHERE error_code = 'worker_died'")["path"].to_pylist()
+    assert died == [str(good[3])]
+
+
+def _parses(p) -> bool:
+    try:
+        read_header(p)
+        return True
+    except ExrError:
+        return False
+
+
+def test_embeddings_identical_across_worker_counts(tree, tmp_path):
+    def vectors(workers):
+        db = tmp_path / f"w{workers}.duckdb"
+        run_crawl([tree], db, workers=workers, chunk_size=7 + workers)
+        with open_catalog(str(db)) as cat:
+            t = cat.query("SELECT file_path, header_hash, metadata_embedding FROM files ORDER BY file_path")
+            c = cat.query("SELECT file_path, channel_name, channel_fingerprint FROM channels "
+                          "ORDER BY file_path, part_index, channel_name")
+        return (t["file_path"].to_pylist(), t["header_hash"].to_pylist(),
+                np.array(t["metadata_embedding"].to_pylist(), dtype=np.float32).tobytes(),
+                np.array(c["channel_fingerprint"].to_pylist(), dtype=np.float32).tobytes())
+
+    assert vectors(0) == vectors(2)
+
+
+def test_walker_loops_excludes_and_extensions(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.EXR").write_bytes(b"")
+    (tmp_path / "a" / "y.exr").write_bytes(b"")
+    (tmp_path / "a" / "notes.txt").write_bytes(b"")
+    (tmp_path / "a" / "tmp").mkdir()
+    (tmp_path / "a" / "tmp" / "z.exr").write_bytes(b"")
+    os.symlink(tmp_path / "a", tmp_path / "a" / "b" / "loop")  # a loop back to the top
+    w = Walker([str(tmp_path)], excludes=["*/tmp"], chunk_size=2)
+    found = [p for chunk in w for p in chunk]
+    assert sorted(os.path.basename(p) for p in found) == ["x.EXR", "y.exr"]
+    assert all(os.path.isabs(p) for p in found) and not w.errors
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_exit_codes_and_json(tree, tmp_path):
+    db = tmp_path / "c.duckdb"
+    ok = cli("crawl", str(tree), "--catalog", str(db), "--json", "--workers", "1")
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads(ok.stdout)
+    assert summary["files"] == 120 and summary["errors"] == 5 and summary["status"] == "completed"
+    assert cli("crawl", str(tree), "--catalog", str(db), "--strict").returncode == 1
+    assert cli("crawl", str(tmp_path / "nope"), "--catalog", str(db)).returncode == 2
+    bad = cli("crawl", str(tree), "--catalog", str(tmp_path / "missing-dir" / "c.duckdb"))
+    assert bad.returncode == 3 and "catalog" in bad.stderr
+    q = cli("query", "SELECT count(*) AS n FROM files", "--catalog", str(db), "--json")
+    assert json.loads(q.stdout) == {"n": 120}
+    first = json.loads(cli("query", "SELECT file_path FROM files ORDER BY 1 LIMIT 1", "--catalog", str(db),
+                           "--json").stdout)["file_path"]
+    sim = cli("similar", first, "-k", "3", "--catalog", str(db), "--json")
+    rows = [json.loads(x) for x in sim.stdout.splitlines()]
+    assert sim.returncode == 0 and len(rows) == 3 and first not in [r["file_path"] for r in rows]
+    assert rows[0]["score"] >= rows[-1]["score"]
+    default = cli("crawl", str(tree), "--workers", "0", cwd=tmp_path)
+    assert default.returncode == 0 and (tmp_path / "exr_catalog.duckdb").exists()
