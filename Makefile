@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_tree
-DEMO_FILES ?= 200
+DEMO_FILES ?= 3000
 NATIVE_SRC := $(wildcard native/*.c native/*.h)
 
 .PHONY: install test test-slow demo bench lint fuzz fuzz-asan clean
@@ -26,8 +26,8 @@ test-slow: install
 	$(PY) -m pytest -q -m "slow"
 
 demo: install
-	$(PY) bench/gen_tree.py $(DEMO_DIR) --files $(DEMO_FILES) --templates 8 --damaged 2 --seed 7
-	$(PY) bench/demo.py $(DEMO_DIR)
+	$(PY) bench/gen_tree.py $(DEMO_DIR) --files $(DEMO_FILES) --templates 24 --damaged 6 --seed 7
+	$(PY) bench/demo.py $(DEMO_DIR) demo_catalog.duckdb
 
 bench: install
 	$(PY) bench/bench_header.py

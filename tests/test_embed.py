@@ -22,6 +22,7 @@ from exr_inspector.embed.kernels import (
     hash_tokens_ref,
     scatter_rows,
     scatter_rows_ref,
+    scatter_sorted,
     string_buffers,
 )
 
@@ -108,6 +109,7 @@ def test_scatter_rows_equals_reference(dim: int) -> None:
     assert got.dtype == np.float32 and got.flags.c_contiguous and got.shape == (310, dim)
     np.testing.assert_allclose(got, scatter_rows_ref(rows, hashes, weights, 310, dim), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(np.linalg.norm(got.astype(np.float64), axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(scatter_sorted(rows, hashes, weights, 310, dim), got)
 
 
 def test_scatter_rows_unsorted_rows_keep_token_order() -> None:

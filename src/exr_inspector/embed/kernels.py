@@ -2,10 +2,12 @@
 
 Two array jobs, both over a whole chunk at once:
 
-* ``hash_tokens``: XXH64 (seed 0) of every string of an Arrow array, read straight
-  from the array's data and offsets buffers (no Python string per token).
-* ``scatter_rows``: signed feature hashing of (row, hash, weight) triples into
-  dense rows, then L2 normalisation.
+* ``hash_tokens(data, offsets)``: XXH64 (seed 0) of every string of an Arrow array,
+  read straight from its data and offsets buffers (``hash_strings(arr)`` gets them),
+  no Python string per token. Reference: ``hash_tokens_ref`` (the xxhash package).
+* ``scatter_sorted`` (via ``scatter_rows``, which checks arguments and groups rows):
+  signed feature hashing of (row, hash, weight) triples into dense rows, then L2
+  normalisation. Reference: ``scatter_rows_ref`` (``np.add.at``).
 
 XXH64 rather than Python's ``hash()``: it is stable across processes, machines and
 versions, and ``xxhash`` (already a dependency) is the reference it is checked against.
@@ -170,13 +172,12 @@ def _normalise_into(acc: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def scatter_sorted_kernel(rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int,
-                          dim: int) -> np.ndarray:
+def scatter_sorted(rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int, dim: int) -> np.ndarray:
     """out[r] = normalise(sum over k with rows[k] == r of sign(h_k) * weights[k] * e[h_k % dim]).
 
-    sign(h) = -1 if bit 63 of h is set else +1; the index uses h mod dim. XXH64 output
-    is already avalanched, so no extra mix: the top bit is independent of the low
-    bits h mod dim mostly depends on. ``rows`` must be non-decreasing: each row is
+    sign(h) = -1 if bit 63 of h is set else +1; the index is h mod dim. XXH64 output is
+    already avalanched, so no extra mix: sign and index are as good as independent.
+    ``rows`` must be non-decreasing (``scatter_rows`` sorts when needed): each row is
     summed in one float64 scratch row, in token order, then written as float32, so
     memory stays at the output size whatever the chunk.
     """
@@ -215,7 +216,7 @@ def scatter_rows(
     if rows.size > 1 and np.any(rows[1:] < rows[:-1]):
         perm = np.argsort(rows, kind="stable")
         rows, hashes, weights = rows[perm], hashes[perm], weights[perm]
-    return scatter_sorted_kernel(rows, hashes, weights, int(n_rows), int(dim))
+    return scatter_sorted(rows, hashes, weights, int(n_rows), int(dim))
 
 
 def scatter_rows_ref(
