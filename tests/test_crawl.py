@@ -109,7 +109,7 @@ def test_recrawl_is_idempotent_and_changes_replace(tree, tmp_path):
 
 def test_worker_killed_mid_chunk_loses_nothing(tree, tmp_path, monkeypatch):
     good = [p for p in sorted(tree.rglob("*.exr")) if _parses(p)]
-    monkeypatch.setenv(FAULT_KILL, good[7].name)
+    monkeypatch.setenv(FAULT_KILL, str(good[7]))
     monkeypatch.setenv(FAULT_ONCE, str(tmp_path / "killed-once"))
     summary, counts = run_crawl([tree], tmp_path / "c.duckdb", chunk_size=16)
     assert (tmp_path / "killed-once").exists() and summary.worker_restarts >= 1
@@ -118,7 +118,7 @@ def test_worker_killed_mid_chunk_loses_nothing(tree, tmp_path, monkeypatch):
 
 def test_file_that_always_kills_its_reader_becomes_an_error(tree, tmp_path, monkeypatch):
     good = [p for p in sorted(tree.rglob("*.exr")) if _parses(p)]
-    monkeypatch.setenv(FAULT_KILL, good[3].name)
+    monkeypatch.setenv(FAULT_KILL, str(good[3]))
     summary, counts = run_crawl([tree], tmp_path / "c.duckdb", chunk_size=16)
     assert counts["files"] == 119
     with open_catalog(str(tmp_path / "c.duckdb")) as cat:

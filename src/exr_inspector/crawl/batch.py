@@ -44,8 +44,25 @@ def _children(table: pa.Table, files: pa.Table) -> tuple[pa.ChunkedArray, pa.Chu
     return pc.take(files["file_id"], idx), pc.take(files["file_path"], idx)
 
 
-def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
-    """The catalog rows of one chunk, in the catalog schemas."""
+def attach_file_keys(batch: IngestBatch) -> IngestBatch:
+    """Child tables shipped with ``file_index`` get their file_id and file_path back.
+
+    Workers send children keyed by index: repeating a 100-byte path on every
+    attribute row would more than double what crosses the process boundary.
+    """
+    def expand(table: pa.Table, schema: pa.Schema) -> pa.Table:
+        if "file_index" not in table.column_names:
+            return table
+        fid, fpath = _children(table, batch.files)
+        rest = [table[name] for name in schema.names[2:]]
+        return pa.Table.from_arrays([fid, fpath, *rest], schema=schema)
+
+    return IngestBatch(batch.files, expand(batch.parts, PARTS), expand(batch.channels, CHANNELS),
+                       expand(batch.attributes, ATTRIBUTES), batch.errors, batch.now)
+
+
+def build_batch(raw: RawChunk, now: dt.datetime, run_id: str, *, keyed: bool = False) -> IngestBatch:
+    """The catalog rows of one chunk, in the catalog schemas (children keyed by file_index if ``keyed``)."""
     files = raw.files
     n = files.num_rows
     file_vecs, channel_vecs = embed_chunk(raw)
@@ -61,20 +78,18 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
         _const(n, __version__, pa.string()),
     ], schema=FILES)
 
-    parts = raw.parts
-    fid, fpath = _children(parts, files)
-    out_parts = pa.Table.from_arrays(
-        [fid, fpath] + [parts[name] for name in PARTS.names[2:]], schema=PARTS)
+    def child(table: pa.Table, schema: pa.Schema, columns: list) -> pa.Table:
+        if keyed:
+            return pa.Table.from_arrays([table["file_index"], *columns],
+                                        schema=pa.schema([pa.field("file_index", pa.int32()), *list(schema)[2:]]))
+        fid, fpath = _children(table, files)
+        return pa.Table.from_arrays([fid, fpath, *columns], schema=schema)
 
-    ch = raw.channels
-    fid, fpath = _children(ch, files)
-    out_channels = pa.Table.from_arrays(
-        [fid, fpath] + [ch[name] for name in CHANNELS.names[2:-1]]
-        + [_vectors(channel_vecs, CHANNELS.field("channel_fingerprint").type)], schema=CHANNELS)
-
-    at = raw.attributes
-    fid, fpath = _children(at, files)
-    out_attrs = pa.Table.from_arrays([fid, fpath] + [at[name] for name in ATTRIBUTES.names[2:]], schema=ATTRIBUTES)
+    parts, ch, at = raw.parts, raw.channels, raw.attributes
+    out_parts = child(parts, PARTS, [parts[name] for name in PARTS.names[2:]])
+    out_channels = child(ch, CHANNELS, [ch[name] for name in CHANNELS.names[2:-1]]
+                         + [_vectors(channel_vecs, CHANNELS.field("channel_fingerprint").type)])
+    out_attrs = child(at, ATTRIBUTES, [at[name] for name in ATTRIBUTES.names[2:]])
 
     err = raw.errors
     m = err.num_rows

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from ..catalog.base import IngestBatch
 from ..catalog.schema import CRAWL_ERRORS, TS
-from .batch import build_batch
+from .batch import attach_file_keys, build_batch
 from .columns import scan_chunk
 
 # Fault injection for the crash tests: a worker SIGKILLs itself on a chunk holding a
@@ -71,12 +71,13 @@ def _to_ipc(batch: IngestBatch) -> tuple[dict[str, pa.Buffer], dt.datetime]:
 def _from_ipc(payload: tuple[dict[str, pa.Buffer], dt.datetime]) -> IngestBatch:
     tables, now = payload
     t = {name: pa.ipc.open_stream(buf).read_all() for name, buf in tables.items()}
-    return IngestBatch(t["files"], t["parts"], t["channels"], t["attributes"], t["crawl_errors"], now)
+    return attach_file_keys(IngestBatch(t["files"], t["parts"], t["channels"], t["attributes"], t["crawl_errors"], now))
 
 
 def _work(paths: list[str], now: dt.datetime, run_id: str, native: bool | None):
-    """Runs in a worker process."""
-    return _to_ipc(process_chunk(paths, now, run_id, native))
+    """Runs in a worker process: children travel keyed by file_index (see attach_file_keys)."""
+    _maybe_die(paths)
+    return _to_ipc(build_batch(scan_chunk(paths, native=native), now, run_id, keyed=True))
 
 
 def _worker_init() -> None:
