@@ -133,26 +133,17 @@ static void col_null(col_t *c)
     c->n++;
 }
 
-static void col_i32(col_t *c, int32_t v)
+/* A valid fixed-width value (native byte order: Arrow buffers are read on this machine). */
+static void col_fixed(col_t *c, const void *v, size_t width)
 {
     col_valid(c, 1);
-    cb_put(&c->values, &v, 4);
+    cb_put(&c->values, v, width);
     c->n++;
 }
 
-static void col_i64(col_t *c, int64_t v)
-{
-    col_valid(c, 1);
-    cb_put(&c->values, &v, 8);
-    c->n++;
-}
-
-static void col_f64(col_t *c, double v)
-{
-    col_valid(c, 1);
-    cb_put(&c->values, &v, 8);
-    c->n++;
-}
+static void col_i32(col_t *c, int32_t v) { col_fixed(c, &v, 4); }
+static void col_i64(col_t *c, int64_t v) { col_fixed(c, &v, 8); }
+static void col_f64(col_t *c, double v) { col_fixed(c, &v, 8); }
 
 static void col_bool(col_t *c, int v)
 {
