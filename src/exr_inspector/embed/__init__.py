@@ -13,7 +13,7 @@ import numpy as np
 
 from ..catalog.schema import EMBEDDING_DIM, FINGERPRINT_DIM
 from ..crawl.columns import RawChunk
-from .features import channel_tokens, file_tokens
+from .features import channel_token_ids, file_token_ids
 from .kernels import hash_strings, scatter_rows
 
 __all__ = ["embed_chunk", "embed_files", "embed_channels"]
@@ -21,14 +21,14 @@ __all__ = ["embed_chunk", "embed_files", "embed_channels"]
 
 def embed_files(raw: RawChunk, dim: int = EMBEDDING_DIM) -> np.ndarray:
     """float32[n_files, dim] unit rows: one per row of ``raw.files``."""
-    rows, tokens, weights = file_tokens(raw)
-    return scatter_rows(rows, hash_strings(tokens), weights, raw.files.num_rows, dim)
+    rows, ids, weights, dictionary = file_token_ids(raw)
+    return scatter_rows(rows, hash_strings(dictionary)[ids], weights, raw.files.num_rows, dim)
 
 
 def embed_channels(raw: RawChunk, dim: int = FINGERPRINT_DIM) -> np.ndarray:
     """float32[n_channels, dim] unit rows: one fingerprint per row of ``raw.channels``."""
-    rows, tokens, weights = channel_tokens(raw)
-    return scatter_rows(rows, hash_strings(tokens), weights, raw.channels.num_rows, dim)
+    rows, ids, weights, dictionary = channel_token_ids(raw)
+    return scatter_rows(rows, hash_strings(dictionary)[ids], weights, raw.channels.num_rows, dim)
 
 
 def embed_chunk(raw: RawChunk) -> tuple[np.ndarray, np.ndarray]:

@@ -76,12 +76,21 @@ SETTING_ATTRS = ("framesPerSecond", "pixelAspectRatio", "chromaticities", "multi
 ENUM_VALUE_ATTRS = ("lineOrder", "envmap", "deepImageState")
 
 Tokens = tuple[np.ndarray, pa.Array, np.ndarray]
-Kind = tuple[pa.Array, pa.Array, float]  # (row of each token, token strings, weight of the kind)
+# (row, token id, weight, dictionary): ids index a chunk-wide dictionary of distinct tokens,
+# so strings are built, sorted and hashed once per distinct token, not once per row.
+TokenIds = tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]
+Kind = tuple[pa.Array, pa.Array, float]  # (row of each token, tokens (plain or dictionary), weight)
 
 
 def _join(*parts: pa.Array | pa.ChunkedArray | str) -> pa.ChunkedArray:
     """Concatenate string columns and literals element-wise; any null part gives a null token."""
     return pc.binary_join_element_wise(*parts, "")
+
+
+def _prefixed(prefix: str, col: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """``prefix + col`` as a dictionary array: the join runs once per distinct value."""
+    enc = pc.dictionary_encode(_array(col))
+    return pa.DictionaryArray.from_arrays(enc.indices, _array(_join(prefix, enc.dictionary)))
 
 
 def _str(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -106,42 +115,65 @@ def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
-def _stack(kinds: list[Kind]) -> Tokens:
-    """Concatenate the kinds into one (row, token, weight) triple, null tokens dropped."""
-    row = np.concatenate([pc.cast(r, pa.int64()).to_numpy() for r, _, _ in kinds]).astype(np.int64, copy=False)
-    token = pa.concat_arrays([_array(t).cast(pa.string()) for _, t, _ in kinds])
-    weight = np.concatenate([np.full(len(t), w, np.float32) for _, t, w in kinds])
-    if token.null_count:
-        valid = pc.is_valid(token)
-        keep = valid.to_numpy(zero_copy_only=False)
-        token, row, weight = token.filter(valid), row[keep], weight[keep]
-    return row, token, weight
+def _ids(kinds: list[Kind]) -> TokenIds:
+    """Concatenate the kinds into (row, token id, weight, dictionary), null tokens dropped.
+
+    Each kind's tokens are (or become) a dictionary array; the kind dictionaries are
+    merged into one dictionary of distinct strings, and every entry keeps only an id.
+    """
+    rows, ids, weights, dicts = [], [], [], []
+    base = 0
+    for r, t, w in kinds:
+        t = _array(t)
+        enc = t if pa.types.is_dictionary(t.type) else pc.dictionary_encode(t)
+        idx = enc.indices
+        valid = pc.is_valid(idx).to_numpy(zero_copy_only=False)
+        rows.append(pc.cast(_array(r), pa.int64()).to_numpy(zero_copy_only=False)[valid])
+        ids.append(idx.filter(pc.is_valid(idx)).to_numpy().astype(np.int64) + base)
+        weights.append(np.full(int(valid.sum()), w, np.float32))
+        d = enc.dictionary.cast(pa.string())
+        dicts.append(d)
+        base += len(d)
+    merged = pc.dictionary_encode(pa.concat_arrays(dicts) if dicts else pa.array([], pa.string()))
+    remap = merged.indices.to_numpy().astype(np.int64)
+    row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    tid = remap[np.concatenate(ids)] if ids else np.zeros(0, np.int64)
+    weight = np.concatenate(weights) if weights else np.zeros(0, np.float32)
+    return row, tid, weight, merged.dictionary
 
 
-def _unique_sorted(row: np.ndarray, token: pa.Array, weight: np.ndarray) -> Tokens:
-    """One entry per (row, token), max weight, sorted by (row, token): a canonical, chunk-free order.
+def _unique_sorted(row: np.ndarray, tid: np.ndarray, weight: np.ndarray, dictionary: pa.Array) -> TokenIds:
+    """One entry per (row, token), max weight, sorted by (row, token string): canonical and chunk-free.
 
-    Strings are compared once per distinct token (dictionary + its sort order); the
+    Strings are compared once per distinct token (the dictionary's sort order); the
     per-entry work is on integers: the sorted unique keys row * n_distinct + rank(token).
     """
-    if not len(token):
-        return row, token, weight
-    enc = pc.dictionary_encode(token)
-    n = len(enc.dictionary)
-    order = pc.sort_indices(enc.dictionary).to_numpy()
+    if not len(tid):
+        return row, tid, weight, dictionary
+    n = len(dictionary)
+    order = pc.sort_indices(dictionary).to_numpy()
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
-    key = row * n + rank[enc.indices.to_numpy()]
+    key = row * n + rank[tid]
     perm = np.argsort(key, kind="stable")
     key = key[perm]
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     unique = key[first]
-    tokens = enc.dictionary.take(pa.array(order[unique % n]))
-    return unique // n, tokens, np.maximum.reduceat(weight[perm], first).astype(np.float32)
+    return unique // n, order[unique % n], np.maximum.reduceat(weight[perm], first).astype(np.float32), dictionary
+
+
+def _strings(t: TokenIds) -> Tokens:
+    row, tid, weight, dictionary = t
+    return row, dictionary.take(pa.array(tid, pa.int64())), weight
 
 
 def file_tokens(raw: RawChunk) -> Tokens:
     """Per-file tokens, unique per (file, token) and sorted by (row, token): canonical and chunk-free."""
+    return _strings(file_token_ids(raw))
+
+
+def file_token_ids(raw: RawChunk) -> TokenIds:
+    """``file_tokens`` as ids into a dictionary of the chunk's distinct tokens."""
     ch, parts, attrs = raw.channels, raw.parts, raw.attributes
     sub = _where(ch, pc.or_(pc.not_equal(ch["x_sampling"], 1), pc.not_equal(ch["y_sampling"], 1)))
     tiled = _where(parts, parts["is_tiled"])
@@ -151,8 +183,8 @@ def file_tokens(raw: RawChunk) -> Tokens:
     setting = _named(attrs, SETTING_ATTRS)
     first_word = pc.list_element(pc.split_pattern(family["value_text"], " ", max_splits=1), 0)
     kinds: list[Kind] = [
-        (ch["file_index"], _join("ch:", ch["channel_name"]), 1.0),
-        (ch["file_index"], _join("layer:", ch["layer_name"]), 1.0),
+        (ch["file_index"], _prefixed("ch:", ch["channel_name"]), 1.0),
+        (ch["file_index"], _prefixed("layer:", ch["layer_name"]), 1.0),
         (ch["file_index"], _join("chtype:", ch["channel_name"], ":", ch["channel_type"]), 0.5),
         (sub["file_index"], _join("chsamp:", sub["channel_name"], ":", _str(sub["x_sampling"]), "x",
                                   _str(sub["y_sampling"])), 1.0),
@@ -165,16 +197,21 @@ def file_tokens(raw: RawChunk) -> Tokens:
         (parts["file_index"], _join("res:", _str(parts["display_width"]), "x", _str(parts["display_height"])), 1.0),
         (parts["file_index"], _join("view:", parts["view_name"]), 0.5),
         (raw.files["file_index"], _join("parts:", _str(raw.files["multipart_count"])), 1.0),
-        (attrs["file_index"], _join("attr:", attrs["attr_name"]), 0.5),
+        (attrs["file_index"], _prefixed("attr:", attrs["attr_name"]), 0.5),
         (enum["file_index"], _join("attr:", enum["attr_name"], "=", enum["value_text"]), 1.0),
         (family["file_index"], _join("attr:", family["attr_name"], "=", first_word), 1.0),
         (setting["file_index"], _join("attr:", setting["attr_name"], "=", setting["value_json"]), 0.5),
     ]
-    return _unique_sorted(*_stack(kinds))
+    return _unique_sorted(*_ids(kinds))
 
 
 def channel_tokens(raw: RawChunk) -> Tokens:
     """Per-channel fingerprint tokens, row-major; within a row, in the fixed kind order above."""
+    return _strings(channel_token_ids(raw))
+
+
+def channel_token_ids(raw: RawChunk) -> TokenIds:
+    """``channel_tokens`` as ids into a dictionary of the chunk's distinct tokens."""
     ch, parts = raw.channels, raw.parts
     n = ch.num_rows
     # The channel's part row, by (file_index, part_index) key: no reliance on table order.
@@ -191,21 +228,25 @@ def channel_tokens(raw: RawChunk) -> Tokens:
         return pc.if_else(found, part[col], pa.scalar(None, pa.string()))
 
     kinds = [
-        (_join("name:", ch["channel_name"]), 1.0),
-        (_join("component:", ch["component_name"]), 1.0),
-        (_join("layer:", ch["layer_name"]), 1.0),
-        (_join("type:", ch["channel_type"]), 1.0),
+        (_prefixed("name:", ch["channel_name"]), 1.0),
+        (_prefixed("component:", ch["component_name"]), 1.0),
+        (_prefixed("layer:", ch["layer_name"]), 1.0),
+        (_prefixed("type:", ch["channel_type"]), 1.0),
         (_join("samp:", _str(ch["x_sampling"]), "x", _str(ch["y_sampling"])), 0.5),
         (pc.if_else(pc.fill_null(ch["p_linear"], False), pa.scalar("plinear"), pa.scalar(None, pa.string())), 0.5),
-        (_join("ptype:", ctx("part_type")), 0.25),
-        (_join("comp:", ctx("compression")), 0.25),
+        (_prefixed("ptype:", ctx("part_type")), 0.25),
+        (_prefixed("comp:", ctx("compression")), 0.25),
     ]
     # Kind-major -> row-major: entry k * n + r moves to r * n_kinds + k, nulls dropped after.
-    token = pa.concat_arrays([_array(t) for t, _ in kinds])
-    perm = (np.arange(len(kinds))[None, :] * n + np.arange(n)[:, None]).ravel()
-    token = token.take(pa.array(perm))
-    row = np.repeat(np.arange(n, dtype=np.int64), len(kinds))
+    base = np.arange(n, dtype=np.int64)
+    _, tid, _, dictionary = _ids([(pa.array(base), t, w) for t, w in kinds])
+    valid = np.concatenate([pc.is_valid(_array(t)).to_numpy(zero_copy_only=False) for t, _ in kinds])
+    k = len(kinds)
+    full = np.full(k * n, -1, np.int64)
+    full[valid] = tid
+    perm = (np.arange(k)[None, :] * n + np.arange(n)[:, None]).ravel()
+    full = full[perm]
+    row = np.repeat(base, k)
     weight = np.tile(np.array([w for _, w in kinds], np.float32), n)
-    keep = pc.is_valid(token)
-    mask = keep.to_numpy(zero_copy_only=False)
-    return row[mask], token.filter(keep), weight[mask]
+    keep = full >= 0
+    return row[keep], full[keep], weight[keep], dictionary
