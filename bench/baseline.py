@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import OpenEXR
 
 DIM = 384
 
@@ -35,8 +36,6 @@ try:  # OpenImageIO is optional; the OpenEXR binding is a project dependency
     import OpenImageIO as _oiio  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the environment
     _oiio = None
-
-import OpenEXR
 
 READER = "OpenImageIO" if _oiio is not None else "OpenEXR.File(header_only=True)"
 
@@ -49,6 +48,9 @@ CREATE TABLE IF NOT EXISTS attributes (
     file_path VARCHAR, part_index INTEGER, attr_name VARCHAR, attr_type VARCHAR, value_json VARCHAR);
 CREATE TABLE IF NOT EXISTS crawl_errors (path VARCHAR, message VARCHAR, seen_at TIMESTAMP);
 """
+
+ATTR_INSERT = ("INSERT INTO attributes SELECT ?, unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "
+               "unnest(?::VARCHAR[]), unnest(?::VARCHAR[])")
 
 
 def _jsonable(v: Any) -> Any:
@@ -198,10 +200,13 @@ def run_baseline(paths: list[str], catalog: str) -> BaselineResult:
             t1 = clock()
             payload = build_payload(path, st, parts)
             header_json = json.dumps(payload["parts"], sort_keys=True)
-            attr_rows = [
-                (path, i, name, type(value).__name__, json.dumps(value, sort_keys=True))
-                for i, part in enumerate(parts) for name, value in part.items()
-            ]
+            part_ix, names, types, values = [], [], [], []
+            for i, part in enumerate(parts):
+                for name, value in part.items():
+                    part_ix.append(i)
+                    names.append(name)
+                    types.append(type(value).__name__)
+                    values.append(json.dumps(value, sort_keys=True))
             t2 = clock()
             vec = embed(payload, header_json)
             t3 = clock()
@@ -213,7 +218,9 @@ def run_baseline(paths: list[str], catalog: str) -> BaselineResult:
                 [path, payload["size_bytes"], payload["mtime"], payload["multipart_count"],
                  payload["channel_count"], payload["width"], payload["height"], header_json, vec],
             )
-            con.executemany("INSERT INTO attributes VALUES (?, ?, ?, ?, ?)", attr_rows)
+            # One statement for all of the file's attribute rows: executemany() would cost ~25 ms
+            # for 76 rows and make this baseline a straw man; unnest() of lists costs ~3 ms.
+            con.execute(ATTR_INSERT, [path, part_ix, names, types, values])
             con.execute("COMMIT")
             t4 = clock()
             st_["stat+read_header"] += t1 - t0

@@ -323,6 +323,7 @@ class CatalogContract:
         assert rows[paths[4]] == {"file_path_normalized": paths[4], "size_bytes": 1004,
                                   "mtime_ns": 1_700_000_000_000_000_004, "inode": 10_004, "header_hash": "h1"}
         assert catalog.lookup([]).num_rows == 0
+        assert catalog.lookup(pa.array([paths[0], paths[9]])).num_rows == 1  # an Arrow array works too
 
     def test_lookup_100k_paths(self, catalog: Catalog):
         known = paths_of(50)
@@ -360,6 +361,7 @@ class CatalogContract:
         assert set(odd["file_path"].to_pylist()) == {paths[1], paths[3], paths[7]}
         assert catalog.search(q, k=5, where={"file_path": "x' OR '1'='1"}).num_rows == 0
         assert catalog.search(q, k=5, where={"file_path": []}).num_rows == 0
+        assert catalog.search(q, k=50, where={"missing_since": None}).num_rows == 30  # None matches NULL
         with pytest.raises(ValueError):
             catalog.search(q, k=5, where={"file_path = file_path OR 1": 1})
         with pytest.raises(ValueError):

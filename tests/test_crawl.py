@@ -161,6 +161,10 @@ def test_walker_loops_excludes_and_extensions(tmp_path):
     found = [p for chunk in w for p in chunk]
     assert sorted(os.path.basename(p) for p in found) == ["x.EXR", "y.exr"]
     assert all(os.path.isabs(p) for p in found) and not w.errors
+    # overlapping roots reach each file once
+    overlap = Walker([str(tmp_path), str(tmp_path / "a"), str(tmp_path / "a" / "y.exr"), str(tmp_path)],
+                     excludes=["*/tmp"])
+    assert sorted(p for chunk in overlap for p in chunk) == sorted(found)
 
 
 def cli(*args, cwd=None):

@@ -36,7 +36,7 @@ class Walker:
     dirs_seen: int = 0
 
     def __post_init__(self) -> None:
-        self.roots = [normalize(r) for r in self.roots]
+        self.roots = _outermost(normalize(r) for r in self.roots)
         pats = [fnmatch.translate(p) for p in self.excludes]
         self._exclude = re.compile("|".join(pats)) if pats else None
         self._ext = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in self.extensions)
@@ -96,6 +96,15 @@ class Walker:
             stack.extend(reversed(subdirs))  # depth-first, in name order
         if chunk:
             yield chunk
+
+
+def _outermost(roots) -> list[str]:
+    """Drop roots inside other roots (and repeats): every file is then reached once."""
+    kept: list[str] = []
+    for r in sorted(set(roots)):
+        if not any(r.startswith(k.rstrip(os.sep) + os.sep) for k in kept):
+            kept.append(r)
+    return kept
 
 
 def _utf8(path: str) -> bool:
