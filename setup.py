@@ -8,7 +8,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 NATIVE = "native"
-SOURCES = [os.path.join(NATIVE, f) for f in ("exr_scan.c", "exr_decode.c", "exr_io.c", "exr_columns.c", "exr_module.c")]
+SOURCES = [os.path.join(NATIVE, f) for f in ("exr_scan.c", "exr_decode.c", "exr_io.c", "exr_columns.c", "exr_dtoa.c", "exr_module.c")]
 DEBUG = os.environ.get("EXR_INSPECTOR_DEBUG_BUILD") == "1"  # -O0 -g with ASan/UBSan for fuzzing
 
 extra_compile = ["-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE"]
@@ -40,7 +40,7 @@ setup(
         Extension(
             "exr_inspector._core",
             sources=SOURCES,
-            depends=[os.path.join(NATIVE, h) for h in ("internal_scan.h", "internal_decode.h", "internal_io.h", "internal_columns.h")],
+            depends=[os.path.join(NATIVE, h) for h in ("internal_scan.h", "internal_decode.h", "internal_io.h", "internal_columns.h", "internal_dtoa.h")],
             extra_compile_args=extra_compile,
             extra_link_args=extra_link,
         )

@@ -12,6 +12,7 @@
  */
 #include "internal_columns.h"
 #include "internal_decode.h"
+#include "internal_dtoa.h"
 #include "internal_io.h"
 
 #include <math.h>
@@ -334,71 +335,11 @@ static void json_i64(cbuf_t *b, int64_t v)
     cb_put(b, tmp, fmt_i64(tmp, v));
 }
 
-/* orjson's float format: Python's repr, except exponents lose their zero padding
- * (1e-07 -> 1e-7) and 1e-05 <= |x| < 1e-04 is written out (0.00001234). */
-/* Shortest-repr formatting is the costly part of a header; headers repeat the same
- * few values (identity matrices, primaries), so remember recent ones. */
-#define F64_CACHE 512
-static struct {
-    uint64_t bits;
-    uint8_t len;
-    char text[32];
-} f64_cache[F64_CACHE];
-
-static int json_f64(cbuf_t *b, double v)
+/* orjson's float format (shortest round-trip digits, "null" for NaN and infinities). */
+static void json_f64(cbuf_t *b, double v)
 {
-    char *r, *e;
-    uint64_t bits;
-    size_t slot, start;
-    if (!isfinite(v)) {
-        cb_str(b, "null");
-        return 0;
-    }
-    if (v == trunc(v) && fabs(v) < 1e15) { /* integral: repr is the integer plus ".0" */
-        char tmp[24];
-        if (v == 0 && signbit(v)) cb_char(b, '-');
-        cb_put(b, tmp, fmt_i64(tmp, (int64_t) v));
-        cb_put(b, ".0", 2);
-        return 0;
-    }
-    memcpy(&bits, &v, 8);
-    slot = (size_t) ((bits * 0x9E3779B97F4A7C15ULL) >> 55) & (F64_CACHE - 1);
-    if (f64_cache[slot].len && f64_cache[slot].bits == bits) {
-        cb_put(b, f64_cache[slot].text, f64_cache[slot].len);
-        return 0;
-    }
-    start = b->len;
-    r = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-    if (!r) return -1;
-    e = strchr(r, 'e');
-    if (!e) {
-        cb_str(b, r);
-    } else {
-        int exp = atoi(e + 1);
-        char *m = r;
-        if (exp >= -5 && exp < 0) {
-            if (*m == '-') {
-                cb_char(b, '-');
-                m++;
-            }
-            cb_str(b, "0.");
-            for (int i = 0; i < -exp - 1; i++) cb_char(b, '0');
-            for (; m < e; m++)
-                if (*m != '.') cb_char(b, *m);
-        } else {
-            char tmp[16];
-            cb_put(b, r, (size_t) (e - r));
-            snprintf(tmp, sizeof(tmp), "e%c%d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
-            cb_str(b, tmp);
-        }
-    }
-    PyMem_Free(r);
-    if (!b->failed && b->len - start < sizeof(f64_cache[0].text)) {
-        f64_cache[slot].bits = bits;
-        f64_cache[slot].len = (uint8_t) (b->len - start);
-        memcpy(f64_cache[slot].text, b->p + start, b->len - start);
-    }
-    return 0;
+    char tmp[EXR_F64_TEXT_MAX];
+    cb_put(b, tmp, internal_exr_format_f64(v, tmp));
 }
 
 static double f32_at(const uint8_t *p)
