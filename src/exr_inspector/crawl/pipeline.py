@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,8 +23,8 @@ from ..catalog.schema import CRAWL_ERRORS, TS
 from .pool import ReaderPool
 from .walk import DEFAULT_EXTENSIONS, Walker, WalkError
 
-FLUSH_FILES = 20_000  # files per upsert transaction
-FLUSH_BYTES = 96 << 20  # or this much Arrow data, whichever comes first
+FLUSH_FILES = 10_000  # files per upsert transaction
+FLUSH_BYTES = 32 << 20  # or this much Arrow data, whichever comes first (bounds memory)
 
 
 @dataclass
@@ -61,6 +63,60 @@ def _walk_error_rows(errors: list[WalkError], now: dt.datetime, run_id: str) -> 
     }, schema=CRAWL_ERRORS)
 
 
+class _Writer:
+    """The single writer, on its own thread: upserts overlap with parsing (DuckDB releases the GIL).
+
+    At most one batch waits while another is written, so memory stays bounded and a
+    slow catalog slows the crawl down instead of piling batches up.
+    """
+
+    def __init__(self, catalog: Catalog, summary: CrawlSummary):
+        self.catalog = catalog
+        self.summary = summary
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[IngestBatch | None] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._run, name="exr-inspector-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the crawl is stopping
+            try:
+                stats: UpsertStats = self.catalog.upsert(batch)
+            except BaseException as e:  # noqa: BLE001 - handed to the crawling thread
+                self.error = e
+                continue
+            s = self.summary
+            s.inserted += stats.inserted
+            s.replaced += stats.replaced
+            s.unchanged += stats.unchanged
+            s.batches += 1
+            for code in batch.errors["error_code"].to_pylist():
+                s.error_codes[code] = s.error_codes.get(code, 0) + 1
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, batch: IngestBatch) -> None:
+        self._check()
+        self._queue.put(batch)
+        self._check()
+
+    def close(self) -> None:
+        """Wait until every batch is written; raise the writer's error if it failed."""
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self.error = self.error or RuntimeError("crawl aborted")
+            self._queue.put(None)
+            self._thread.join()
+
+
 def crawl(
     roots: Sequence[str],
     catalog: Catalog,
@@ -90,6 +146,7 @@ def crawl(
     pending: list[IngestBatch] = []
     pending_bytes = 0
     walk_errors_seen = 0
+    writer = _Writer(catalog, summary)
 
     def flush() -> None:
         nonlocal pending, pending_bytes, walk_errors_seen
@@ -97,16 +154,8 @@ def crawl(
         walk_errors_seen = len(walker.errors)
         if new_walk_errors:
             pending.append(IngestBatch.empty().with_errors(_walk_error_rows(new_walk_errors, _now(), summary.run_id)))
-        if not pending:
-            return
-        batch = IngestBatch.concat(pending)
-        stats: UpsertStats = catalog.upsert(batch)
-        summary.inserted += stats.inserted
-        summary.replaced += stats.replaced
-        summary.unchanged += stats.unchanged
-        summary.batches += 1
-        for code in batch.errors["error_code"].to_pylist():
-            summary.error_codes[code] = summary.error_codes.get(code, 0) + 1
+        if pending:
+            writer.put(IngestBatch.concat(pending))
         pending, pending_bytes = [], 0
 
     try:
@@ -125,12 +174,15 @@ def crawl(
                 progress(summary)
         summary.errors += len(walker.errors)
         flush()
+        writer.close()
         summary.status = "completed"
     except KeyboardInterrupt:
         summary.status = "interrupted"
+        writer.abort()
         raise
     except BaseException:
         summary.status = "failed"
+        writer.abort()
         raise
     finally:
         summary.worker_restarts = pool.restarts

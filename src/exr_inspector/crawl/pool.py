@@ -2,9 +2,10 @@
 
 Each worker scans a whole chunk natively (no per-file Python objects), computes
 the chunk's embeddings in bulk and returns Arrow tables. A worker that dies
-(a crash, the OOM killer, SIGKILL) never loses files: the chunks it held are
-retried on a fresh pool, split in halves if they fail again, and a single file
-that still kills its reader becomes a ``worker_died`` error row.
+(a crash, the OOM killer, SIGKILL) never loses files: every chunk that was in the
+pool becomes a suspect and is rerun alone on a fresh pool; a suspect that kills
+its reader again, alone, is split in halves, and a single file that does becomes
+a ``worker_died`` error row. Innocent files are never blamed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ FAULT_ONCE = "EXR_INSPECTOR_FAULT_ONCE"
 @dataclass
 class Task:
     paths: list[str]
-    attempts: int = 0
+    suspect: bool = False  # was in the pool when a worker died: rerun alone to find the culprit
 
 
 def _maybe_die(paths: list[str]) -> None:
@@ -98,7 +99,7 @@ def died_rows(paths: list[str], now: dt.datetime, run_id: str) -> pa.Table:
 
 
 class ReaderPool:
-    """Parses chunks in ``workers`` processes (0: in this process), at most ``2 * workers`` in flight."""
+    """Parses chunks in ``workers`` processes (0: in this process), at most ``3 * workers`` in flight."""
 
     def __init__(self, workers: int, *, native: bool | None = None):
         self.workers = workers
@@ -130,20 +131,20 @@ class ReaderPool:
                 yield paths, process_chunk(paths, now, run_id, self.native)
             return
         source = iter(chunks)
-        retry: deque[Task] = deque()
+        suspects: deque[Task] = deque()
         running: dict[Future, Task] = {}
         exhausted = False
-        limit = 2 * self.workers
         while True:
-            while len(running) < limit and (retry or not exhausted):
-                if retry:
-                    task = retry.popleft()
-                else:
-                    try:
-                        task = Task(next(source))
-                    except StopIteration:
-                        exhausted = True
-                        continue
+            # Suspects run one at a time, so a crash can be pinned on its cause.
+            while not suspects and len(running) < 3 * self.workers and not exhausted:
+                try:
+                    task = Task(next(source))
+                except StopIteration:
+                    exhausted = True
+                    break
+                running[self._executor.submit(_work, task.paths, now, run_id, self.native)] = task
+            if suspects and not running:
+                task = suspects.popleft()
                 running[self._executor.submit(_work, task.paths, now, run_id, self.native)] = task
             if not running:
                 return
@@ -157,18 +158,20 @@ class ReaderPool:
                     broken.append(task)
                     continue
                 yield task.paths, result
-            if broken:
-                # The pool is unusable: every chunk still in it failed with it.
-                broken.extend(running.values())
-                running.clear()
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = self._new_executor()
-                self.restarts += 1
-                for task in broken:
-                    if task.attempts == 0:
-                        retry.append(Task(task.paths, 1))
-                    elif len(task.paths) > 1:
-                        half = len(task.paths) // 2
-                        retry.extend([Task(task.paths[:half], 1), Task(task.paths[half:], 1)])
-                    else:
-                        yield task.paths, IngestBatch.empty().with_errors(died_rows(task.paths, now, run_id))
+            if not broken:
+                continue
+            # The pool is unusable: every chunk still in it failed with it.
+            broken.extend(running.values())
+            running.clear()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new_executor()
+            self.restarts += 1
+            if len(broken) == 1 and broken[0].suspect:  # it ran alone: it is the cause
+                task = broken[0]
+                if len(task.paths) > 1:
+                    half = len(task.paths) // 2
+                    suspects.extendleft([Task(task.paths[half:], True), Task(task.paths[:half], True)])
+                else:
+                    yield task.paths, IngestBatch.empty().with_errors(died_rows(task.paths, now, run_id))
+            else:
+                suspects.extend(Task(t.paths, True) for t in broken)
