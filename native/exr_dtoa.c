@@ -273,57 +273,64 @@ static uint32_t decimal_len(uint64_t v)
     return t + (v >= POW10[t]);
 }
 
-/* The n decimal digits of v, most significant first. */
-static void put_digits(char *dst, uint64_t v, uint32_t n)
+/* x < 10^8 as exactly 8 digits; x / 100 for x < 10^4 is (x * 5243) >> 19. */
+static void put8(char *dst, uint32_t x)
 {
-    char *q = dst + n;
-    while (v >= 100) {
-        q -= 2;
-        memcpy(q, DIGIT_PAIRS + 2 * (v % 100), 2);
-        v /= 100;
-    }
-    if (v >= 10) {
-        q -= 2;
-        memcpy(q, DIGIT_PAIRS + 2 * v, 2);
-    } else {
-        *--q = (char) ('0' + v);
+    uint32_t hi = x / 10000, lo = x - 10000 * hi;
+    uint32_t a = (hi * 5243u) >> 19, b = (lo * 5243u) >> 19;
+    memcpy(dst, DIGIT_PAIRS + 2 * a, 2);
+    memcpy(dst + 2, DIGIT_PAIRS + 2 * (hi - 100 * a), 2);
+    memcpy(dst + 4, DIGIT_PAIRS + 2 * b, 2);
+    memcpy(dst + 6, DIGIT_PAIRS + 2 * (lo - 100 * b), 2);
+}
+
+/* Every copy below has a fixed size, so the digit scratch is padded: 8 bytes of room
+ * before the digits for whole 8-digit groups, and '0's after them to read past the end. */
+#define DIG_ROOM 8
+#define DIG_SCRATCH (DIG_ROOM + 40)
+
+/* The n digits of v < 10^17 at dig[0..n), followed by '0's up to dig[32). */
+static void put_digits(char *dig, uint64_t v, uint32_t n)
+{
+    uint64_t hi = v / 100000000u;
+    put8(dig + n - 8, (uint32_t) (v - 100000000u * hi));
+    if (n > 8) {
+        uint64_t top = hi / 100000000u; /* < 10 */
+        put8(dig + n - 16, (uint32_t) (hi - 100000000u * top));
+        if (n > 16) dig[0] = (char) ('0' + top);
     }
 }
 
-/* digits * 10^exp10 in orjson's spelling; at most 23 bytes (no sign). */
+/* digits * 10^exp10 in orjson's spelling: at most 23 bytes (no sign), but the fixed-size
+ * copies may write scratch up to out[25). */
 static size_t spell(char *out, decimal_t d)
 {
-    char dig[20];
+    char scratch[DIG_SCRATCH], *dig = scratch + DIG_ROOM;
     uint32_t n = decimal_len(d.digits); /* 1..17 */
     int32_t e = d.exp10 + (int32_t) n - 1;
     size_t k;
+    memset(scratch, '0', sizeof(scratch));
     put_digits(dig, d.digits, n);
     if (e >= -5 && e < 16) {
-        if (e < 0) { /* 0.000ddd */
-            size_t z = (size_t) (-e - 1);
-            memcpy(out, "0.0000", 2 + z);
-            memcpy(out + 2 + z, dig, n);
-            return 2 + z + n;
+        if (e < 0) { /* 0.000ddd: at most 6 + 17 */
+            memcpy(out, "0.0000", 6);
+            memcpy(out + 1 - e, dig, 17);
+            return (size_t) (1 - e) + n;
         }
+        memcpy(out, dig, 16); /* the integer part, padded with '0's */
         if ((int32_t) n <= e + 1) { /* ddd000.0 */
-            size_t z = (size_t) (e + 1) - n;
-            memcpy(out, dig, n);
-            memset(out + n, '0', z);
-            memcpy(out + n + z, ".0", 2);
-            return n + z + 2;
+            memcpy(out + e + 1, ".0", 2);
+            return (size_t) e + 3;
         }
-        memcpy(out, dig, (size_t) e + 1); /* dd.ddd */
-        out[e + 1] = '.';
-        memcpy(out + e + 2, dig + e + 1, n - (uint32_t) e - 1);
+        out[e + 1] = '.'; /* dd.ddd: at most 16 fraction digits, 8 for e >= 8 */
+        memcpy(out + e + 2, dig + e + 1, 8);
+        if (e < 8) memcpy(out + e + 10, dig + e + 9, 8);
         return n + 1;
     }
-    out[0] = dig[0]; /* d.ddde+XX */
-    k = 1;
-    if (n > 1) {
-        out[1] = '.';
-        memcpy(out + 2, dig + 1, n - 1);
-        k = n + 1;
-    }
+    out[0] = dig[0]; /* d.ddde+XX: at most 18 + 5 */
+    out[1] = '.';
+    memcpy(out + 2, dig + 1, 16);
+    k = n > 1 ? n + 1 : 1;
     out[k++] = 'e';
     out[k++] = e < 0 ? '-' : '+';
     if (e < 0) e = -e; /* 6..324 */

@@ -6,7 +6,8 @@
 
 #include <stddef.h>
 
-/* Longest output is 24 bytes: "-0.000012345678901234567", "-1.2345678901234567e-308". */
+/* The output buffer size. The longest output is 24 bytes ("-0.000012345678901234567",
+ * "-1.2345678901234567e-308"); bytes past the returned length are scratch (up to 26). */
 #define EXR_F64_TEXT_MAX 32
 
 /* Writes exactly what orjson.dumps(v) writes (no NUL) and returns its length:
