@@ -31,6 +31,8 @@ demo: install
 
 bench: install
 	$(PY) bench/bench_header.py
+	$(PY) bench/bench_crawl.py
+	$(PY) bench/eval_recall.py
 	$(PY) -m pytest -q bench --benchmark-only --benchmark-columns=median,ops
 
 lint: install
