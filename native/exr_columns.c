@@ -7,8 +7,8 @@
  * orjson.dumps(value, OPT_SORT_KEYS) of the reference value, and header_hash is
  * XXH64 (seeds 0 and 1) of the canonical serialisation of every part's attributes.
  *
- * File I/O and scanning run without the GIL; emission holds it only to format
- * floats (CPython's repr algorithm) and to create the few objects returned.
+ * File I/O and scanning run without the GIL; emission holds it, though it only
+ * needs it for the few Python objects returned (error rows and the buffers).
  */
 #include "internal_columns.h"
 #include "internal_decode.h"
@@ -46,6 +46,7 @@ static int cb_reserve(cbuf_t *b, size_t extra)
 
 static inline void cb_put(cbuf_t *b, const void *src, size_t n)
 {
+    if (!n) return; /* memcpy of nothing may still not take NULL */
     if (b->len + n > b->cap && cb_reserve(b, n) < 0) return;
     memcpy(b->p + b->len, src, n);
     b->len += n;

@@ -135,7 +135,7 @@ static int multiple_of_pow2(uint64_t v, uint32_t p) { return (v & ((1ull << p) -
 /* ---- shortest digits ------------------------------------------------------ */
 
 typedef struct {
-    uint64_t digits; /* no trailing zeros needed; at most 17 digits */
+    uint64_t digits; /* 1..17 digits, no trailing zeros (Ryu's shortest has none) */
     int32_t exp10;   /* value = digits * 10^exp10 */
 } decimal_t;
 
@@ -289,7 +289,8 @@ static void put8(char *dst, uint32_t x)
 #define DIG_ROOM 8
 #define DIG_SCRATCH (DIG_ROOM + 40)
 
-/* The n digits of v < 10^17 at dig[0..n), followed by '0's up to dig[32). */
+/* The n digits of v < 10^17 at dig[0..n); the 8-digit groups start at (dig + n) - 8 and
+ * (dig + n) - 16, inside the room before dig. The scratch's '0's after them stay. */
 static void put_digits(char *dig, uint64_t v, uint32_t n)
 {
     uint64_t hi = v / 100000000u;

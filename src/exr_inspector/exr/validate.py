@@ -107,9 +107,10 @@ def validate(header: dict) -> list[dict]:
     for i, attrs in enumerate(parts):
         out.extend(_check_part(i, attrs, flags))
     if len(parts) > 1:
-        names = Counter(first(a, "name", "string") for a in parts)
+        # a name that is not UTF-8 is kept as {"base64": ...}: compare its canonical form
+        names = Counter(str(first(a, "name", "string")) for a in parts if first(a, "name", "string") is not None)
         for name, n in names.items():
-            if name is not None and n > 1:
+            if n > 1:
                 out.append(_w("duplicate_part_name", f"part name '{name}' is used by {n} parts", None))
         for shared in SHARED_ATTRIBUTES:
             values = [first(a, shared) for a in parts]
