@@ -15,7 +15,6 @@
 #include "internal_dtoa.h"
 #include "internal_io.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

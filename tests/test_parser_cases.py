@@ -281,3 +281,14 @@ def test_unreadable_file(parser, tmp_path):
         cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "io_error cannot open file: Permission denied"
+
+
+def test_multipart_names_that_are_not_utf8(parser):
+    """Found by fuzzing: a part name kept as {"base64": ...} must not break validation."""
+    a = part_attrs("x")
+    b = part_attrs("y")
+    a[-3] = attr("name", "string", b"\x80art0")
+    b[-3] = attr("name", "string", b"\x80art0")
+    p = inspect_bytes(multipart([a, b]), native=parser == "native")
+    assert p["parts"][0]["name"] is None or isinstance(p["parts"][0]["name"], dict)
+    assert "duplicate_part_name" in [w["code"] for w in p["warnings"]]
