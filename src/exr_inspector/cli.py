@@ -98,7 +98,10 @@ def _print_table(table, as_json: bool) -> None:
             sys.stdout.buffer.write(canonical_json(row) + b"\n")
         return
     cols = table.column_names
-    cells = [[("" if r[c] is None else str(r[c])) for c in cols] for r in rows]
+    def cell(v) -> str:
+        return "" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v)
+
+    cells = [[cell(r[c]) for c in cols] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for row in cells:

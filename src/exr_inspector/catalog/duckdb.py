@@ -253,9 +253,11 @@ class DuckDBCatalog(Catalog):
                                     coalesce(k.inspection_count + 1, b.inspection_count) AS inspection_count)
                 FROM _batch_files b JOIN _upsert_keys k ON k.path = b.file_path_normalized
                 WHERE k.action <> 'same'""", [now])
+            # A first crawl's batches are all new files: skip the semi-join on every child row.
+            only_new = "" if not stats.unchanged else (
+                " WHERE file_id IN (SELECT new_id FROM _upsert_keys WHERE action <> 'same')")
             for table in FILE_TABLES[1:]:
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch_{table} "
-                            "WHERE file_id IN (SELECT new_id FROM _upsert_keys WHERE action <> 'same')")
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch_{table}{only_new}")
         if n_errors:
             con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM _batch_crawl_errors")
         con.execute("DROP TABLE _upsert_keys")
