@@ -112,7 +112,7 @@ class DuckDBCatalog(Catalog):
                 raise CatalogError(f"cannot open catalog {self.path}: it is a directory")
         # A crawl's writer shares the machine with its reader processes: cap DuckDB's
         # buffer pool (default: 80% of RAM) so memory stays bounded; inserts spill past it.
-        config = {"memory_limit": os.environ.get("EXR_INSPECTOR_DUCKDB_MEMORY", "256MB")}
+        config = {"memory_limit": os.environ.get("EXR_INSPECTOR_DUCKDB_MEMORY", "128MB")}
         try:
             self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(self.path, read_only=read_only, config=config)
         except duckdb.Error as e:

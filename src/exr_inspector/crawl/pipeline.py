@@ -24,7 +24,7 @@ from .pool import ReaderPool
 from .walk import DEFAULT_EXTENSIONS, Walker, WalkError
 
 FLUSH_FILES = 10_000  # files per upsert transaction
-FLUSH_BYTES = 32 << 20  # or this much Arrow data, whichever comes first (bounds memory)
+FLUSH_BYTES = 16 << 20  # or this much Arrow data, whichever comes first (bounds memory)
 
 
 @dataclass
@@ -79,21 +79,26 @@ class _Writer:
         self._thread.start()
 
     def _run(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            if self.error is not None:
-                continue  # drain: the crawl is stopping
-            try:
-                stats: UpsertStats = self.catalog.upsert(batch)
-            except BaseException as e:  # noqa: BLE001 - handed to the crawling thread
-                self.error = e
-                continue
-            s = self.summary
-            s.inserted += stats.inserted
-            s.replaced += stats.replaced
-            s.unchanged += stats.unchanged
-            s.batches += 1
-            for code in batch.errors["error_code"].to_pylist():
-                s.error_codes[code] = s.error_codes.get(code, 0) + 1
+        try:
+            while (batch := self._queue.get()) is not None:
+                if self.error is None:
+                    self._write(batch)
+                del batch
+                pa.default_memory_pool().release_unused()  # the pool would keep the batch's pages
+        except BaseException as e:  # noqa: BLE001 - handed to the crawling thread
+            self.error = e
+            while self._queue.get() is not None:  # drain, so the crawl never blocks on a dead writer
+                pass
+
+    def _write(self, batch: IngestBatch) -> None:
+        stats: UpsertStats = self.catalog.upsert(batch)
+        s = self.summary
+        s.inserted += stats.inserted
+        s.replaced += stats.replaced
+        s.unchanged += stats.unchanged
+        s.batches += 1
+        for code in batch.errors["error_code"].to_pylist():
+            s.error_codes[code] = s.error_codes.get(code, 0) + 1
 
     def _check(self) -> None:
         if self.error is not None:

@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import signal
 import tempfile
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ import pyarrow as pa
 
 from ..catalog.base import IngestBatch
 from ..catalog.schema import CRAWL_ERRORS, TS
+from ..embed.kernels import warm_up
 from .batch import attach_file_keys, build_batch
 from .columns import scan_chunk
 
@@ -133,8 +135,16 @@ class ReaderPool:
             self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        # fork: workers inherit the imported modules and the jitted kernels
-        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
+        """Start every worker now, by fork: they inherit the imports and the compiled kernels.
+
+        Starting them here, before the caller opens a database (whose threads a fork
+        would leave behind half-copied), and not lazily at the first submit.
+        """
+        warm_up()
+        ex = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
+        for f in [ex.submit(time.sleep, 0.05) for _ in range(self.workers)]:
+            f.result()
+        return ex
 
     def close(self) -> None:
         if self._executor is not None:

@@ -231,3 +231,14 @@ def scatter_rows_ref(
     norm = np.sqrt((acc * acc).sum(axis=1, keepdims=True))
     out = np.where(norm > 0, acc / np.where(norm > 0, norm, 1.0), 1.0 / np.sqrt(dim))
     return np.ascontiguousarray(out, np.float32)
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel for the types the crawl uses.
+
+    The crawl calls this before forking its readers, so they share the compiled
+    code instead of each paying for LLVM and its memory.
+    """
+    arr = pa.array(["warm", "up"], pa.string())
+    hashes = hash_strings(arr)
+    scatter_rows(np.zeros(2, np.int64), hashes, np.ones(2, np.float32), 1, 8)
