@@ -479,37 +479,42 @@ static void enum_json(cbuf_t *b, const exr_enum_t *e, int v, scalars_t *s)
     s->text_len = strlen(name);
 }
 
+/* The next complete channel of a chlist value at *p: sets its name length (the 16
+ * bytes of fields follow the name's NUL). 0 at the end of the list or at a malformed
+ * entry, where the reference decoder stops too. */
+static int next_channel(const uint8_t *raw, size_t n, size_t p, size_t *name_len)
+{
+    const uint8_t *nul;
+    size_t window, end;
+    if (p >= n) return 0;
+    window = n - p > EXR_MAX_NAME_BYTES + 1 ? EXR_MAX_NAME_BYTES + 1 : n - p;
+    nul = memchr(raw + p, 0, window);
+    if (!nul) return 0;
+    end = (size_t) (nul - raw);
+    if (end == p || end + 1 + 16 > n) return 0;
+    *name_len = end - p;
+    return 1;
+}
+
 static void chlist_json(cbuf_t *b, const uint8_t *raw, size_t n)
 {
-    size_t p = 0;
-    int firstch = 1;
+    size_t p = 0, len;
     char tmp[24];
     cb_char(b, '[');
-    for (;;) {
-        const uint8_t *nul;
-        size_t window, end;
-        if (p >= n) break;
-        window = n - p > EXR_MAX_NAME_BYTES + 1 ? EXR_MAX_NAME_BYTES + 1 : n - p;
-        nul = memchr(raw + p, 0, window);
-        if (!nul) break;
-        end = (size_t) (nul - raw);
-        if (end == p) break;
-        if (end + 1 + 16 > n) break;
-        if (!firstch) cb_char(b, ',');
-        firstch = 0;
+    for (; next_channel(raw, n, p, &len); p += len + 17) {
+        const uint8_t *f = raw + p + len + 1;
+        if (p) cb_char(b, ',');
         cb_str(b, "{\"name\":");
-        json_text(b, raw + p, end - p);
-        p = end + 1;
+        json_text(b, raw + p, len);
         cb_str(b, ",\"p_linear\":");
-        cb_str(b, raw[p + 4] ? "true" : "false");
+        cb_str(b, f[4] ? "true" : "false");
         cb_str(b, ",\"type\":");
-        json_cstr(b, enum_at(&EXR_ENUM_PIXEL_TYPE, internal_exr_i32(raw + p), tmp));
+        json_cstr(b, enum_at(&EXR_ENUM_PIXEL_TYPE, internal_exr_i32(f), tmp));
         cb_str(b, ",\"x_sampling\":");
-        json_i64(b, internal_exr_i32(raw + p + 8));
+        json_i64(b, internal_exr_i32(f + 8));
         cb_str(b, ",\"y_sampling\":");
-        json_i64(b, internal_exr_i32(raw + p + 12));
+        json_i64(b, internal_exr_i32(f + 12));
         cb_char(b, '}');
-        p += 16;
     }
     cb_char(b, ']');
 }
@@ -717,19 +722,9 @@ static int64_t over_budget(const exr_scan_t *c)
         if (++items > c->max_items) return (int64_t) r->attr_off;
         if (!info) continue;
         if (info->id == EXR_T_CHLIST) {
-            size_t q = 0;
-            for (;;) {
-                const uint8_t *nul;
-                size_t window, end;
-                if (q >= n) break;
-                window = n - q > EXR_MAX_NAME_BYTES + 1 ? EXR_MAX_NAME_BYTES + 1 : n - q;
-                nul = memchr(p + q, 0, window);
-                if (!nul) break;
-                end = (size_t) (nul - p);
-                if (end == q || end + 1 + 16 > n) break;
+            size_t len;
+            for (size_t q = 0; next_channel(p, n, q, &len); q += len + 17)
                 if (++items > c->max_items) return (int64_t) r->attr_off;
-                q = end + 17;
-            }
         } else if (info->id == EXR_T_STRINGVECTOR) {
             size_t q = 0;
             while (q < n) {
@@ -917,38 +912,25 @@ static void emit_channels(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_
     if (!r) return;
     raw = pv->c->buf + r->value_off;
     n = r->value_len;
-    for (;;) {
-        const uint8_t *nul;
-        size_t window, end, dot, nlen;
+    for (size_t len; next_channel(raw, n, p, &len); p += len + 17) {
+        const uint8_t *f = raw + p + len + 1;
+        size_t dot;
         const char *ty;
-        cbuf_t *b;
-        if (p >= n) break;
-        window = n - p > EXR_MAX_NAME_BYTES + 1 ? EXR_MAX_NAME_BYTES + 1 : n - p;
-        nul = memchr(raw + p, 0, window);
-        if (!nul) break;
-        end = (size_t) (nul - raw);
-        if (end == p || end + 1 + 16 > n) break;
-        nlen = end - p;
         col_i32(&C[C_FILE_INDEX], fi);
         col_i32(&C[C_PART_INDEX], pi);
-        b = col_str_begin(&C[C_NAME]);
-        put_text(b, raw + p, nlen, 0);
+        put_text(col_str_begin(&C[C_NAME]), raw + p, len, 0);
         col_str_end(&C[C_NAME]);
         /* layer = everything before the last '.', component = after ("" layer if no dot) */
-        for (dot = nlen; dot > 0 && raw[p + dot - 1] != '.'; dot--) {}
-        b = col_str_begin(&C[C_LAYER]);
-        if (dot) put_text(b, raw + p, dot - 1, 0);
+        for (dot = len; dot > 0 && raw[p + dot - 1] != '.'; dot--) {}
+        if (dot) put_text(col_str_begin(&C[C_LAYER]), raw + p, dot - 1, 0);
         col_str_end(&C[C_LAYER]);
-        b = col_str_begin(&C[C_COMPONENT]);
-        put_text(b, raw + p + dot, nlen - dot, 0);
+        put_text(col_str_begin(&C[C_COMPONENT]), raw + p + dot, len - dot, 0);
         col_str_end(&C[C_COMPONENT]);
-        p = end + 1;
-        ty = enum_at(&EXR_ENUM_PIXEL_TYPE, internal_exr_i32(raw + p), tmp);
+        ty = enum_at(&EXR_ENUM_PIXEL_TYPE, internal_exr_i32(f), tmp);
         col_str(&C[C_TYPE], ty, strlen(ty));
-        col_i32(&C[C_XS], internal_exr_i32(raw + p + 8));
-        col_i32(&C[C_YS], internal_exr_i32(raw + p + 12));
-        col_bool(&C[C_PLINEAR], raw[p + 4] != 0);
-        p += 16;
+        col_i32(&C[C_XS], internal_exr_i32(f + 8));
+        col_i32(&C[C_YS], internal_exr_i32(f + 12));
+        col_bool(&C[C_PLINEAR], f[4] != 0);
     }
 }
 
