@@ -686,6 +686,41 @@ done:
     return msg;
 }
 
+/* Attribute names repeat across every file of a crawl (channels, compression,
+ * dataWindow, ...): keep the decoded strings of recent ones. Only names that decode
+ * cleanly are cached, so warnings for bad names are never skipped. */
+#define NAME_CACHE 128
+static struct {
+    size_t len;
+    uint8_t s[32];
+    PyObject *o;
+} name_cache[NAME_CACHE];
+
+static PyObject *cached_name(dctx_t *d, const uint8_t *p, size_t n)
+{
+    size_t h;
+    PyObject *o;
+    if (n == 0 || n >= sizeof(name_cache[0].s)) return decode_name(d, p, n, "attribute name");
+    h = (n * 131u + p[0] * 31u + p[n - 1] * 7u + p[n / 2]) & (NAME_CACHE - 1);
+    if (name_cache[h].o && name_cache[h].len == n && !memcmp(name_cache[h].s, p, n)) {
+        Py_INCREF(name_cache[h].o);
+        return name_cache[h].o;
+    }
+    o = PyUnicode_DecodeUTF8((const char *) p, (Py_ssize_t) n, NULL);
+    if (!o) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) return NULL;
+        PyErr_Clear();
+        return decode_name(d, p, n, "attribute name"); /* warns, not cached */
+    }
+    PyUnicode_InternInPlace(&o);
+    Py_XDECREF(name_cache[h].o);
+    Py_INCREF(o);
+    name_cache[h].o = o;
+    name_cache[h].len = n;
+    memcpy(name_cache[h].s, p, n);
+    return o;
+}
+
 static PyObject *decode_records(dctx_t *d, PyObject *parts)
 {
     const exr_scan_t *c = d->scan;
@@ -698,7 +733,7 @@ static PyObject *decode_records(dctx_t *d, PyObject *parts)
         d->offset = r->attr_off;
         a.p = c->buf + r->value_off;
         a.n = r->value_len;
-        a.name = decode_name(d, c->buf + r->attr_off, r->name_len, "attribute name");
+        a.name = cached_name(d, c->buf + r->attr_off, r->name_len);
         if (!a.name) return NULL;
         info = internal_exr_find_type(c->buf + r->type_off, r->type_len);
         if (info) {
