@@ -216,3 +216,23 @@ def test_catalog_failure_mid_crawl_stops_cleanly(tree, tmp_path, monkeypatch):
         monkeypatch.setattr(cat, "upsert", real)
         assert cat.count("files") == calls[0]  # only the first batch is in
         assert cat.query("SELECT status FROM crawl_runs").to_pylist() == [{"status": "failed"}]
+
+
+def test_reader_exception_becomes_error_rows(tree, tmp_path, monkeypatch):
+    """A bug in a reader fails its chunk's files as internal_error rows; the crawl completes."""
+    from exr_inspector.crawl import pool as pool_mod
+
+    real = pool_mod.build_batch
+    victim = str(sorted(tree.rglob("*.exr"))[0].parent)
+
+    def buggy(raw, now, run_id, keyed=False):
+        if any(p.startswith(victim) for p in raw.files["file_path"].to_pylist()):
+            raise ValueError("injected reader bug")
+        return real(raw, now, run_id, keyed=keyed)
+
+    monkeypatch.setattr(pool_mod, "build_batch", buggy)
+    summary, counts = run_crawl([tree], tmp_path / "c.duckdb", workers=2, chunk_size=10)
+    with open_catalog(str(tmp_path / "c.duckdb")) as cat:
+        bad = cat.query("SELECT count(*) AS n FROM crawl_errors WHERE error_code = 'internal_error'").to_pylist()
+    assert summary.status == "completed" and bad[0]["n"] > 0
+    assert counts["files"] + bad[0]["n"] + 5 == 125  # every file is either in the catalog or an error

@@ -110,12 +110,14 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and shuts the pool down
 
 
-def died_rows(paths: list[str], now: dt.datetime, run_id: str) -> pa.Table:
+def died_rows(paths: list[str], now: dt.datetime, run_id: str, code: str = "worker_died",
+              why: str = "the reader process died while parsing this file") -> pa.Table:
+    """Error rows for files whose reader failed as a whole, so none of them is silently lost."""
     n = len(paths)
     return pa.table({
         "path": pa.array(paths, pa.string()),
-        "error_code": pa.array(["worker_died"] * n, pa.string()),
-        "message": pa.array([f"{p}: the reader process died while parsing this file" for p in paths], pa.string()),
+        "error_code": pa.array([code] * n, pa.string()),
+        "message": pa.array([f"{p}: {why}" for p in paths], pa.string()),
         "size_bytes": pa.nulls(n, pa.int64()),
         "mtime": pa.nulls(n, TS),
         "seen_at": pa.array([now] * n, TS),
@@ -164,23 +166,41 @@ class ReaderPool:
                 yield paths, process_chunk(paths, now, run_id, self.native)
             return
         source = iter(chunks)
+        fresh: deque[Task] = deque()  # never ran: handed back when the pool died before they started
         suspects: deque[Task] = deque()
         running: dict[Future, Task] = {}
         exhausted = False
         while True:
-            # Suspects run one at a time, so a crash can be pinned on its cause.
-            while not suspects and len(running) < 3 * self.workers and not exhausted:
-                try:
-                    task = Task(next(source))
-                except StopIteration:
-                    exhausted = True
-                    break
-                running[self._executor.submit(_work, task.paths, now, run_id, self.native)] = task
-            if suspects and not running:
-                for leaked in glob.glob(_spool_prefix(run_id) + "*"):  # left by a worker that died mid-write
-                    os.unlink(leaked)
-                task = suspects.popleft()
-                running[self._executor.submit(_work, task.paths, now, run_id, self.native)] = task
+            orphans: list[Task] = []
+            if suspects:  # suspects run one at a time, so a crash can be pinned on its cause
+                if not running:
+                    for leaked in glob.glob(_spool_prefix(run_id) + "*"):  # left by a worker that died mid-write
+                        os.unlink(leaked)
+                    task = suspects.popleft()
+                    if not self._submit(task, running, now, run_id):
+                        orphans.append(task)
+            else:
+                while len(running) < 3 * self.workers:
+                    if fresh:
+                        task = fresh.popleft()
+                    elif not exhausted:
+                        try:
+                            task = Task(next(source))
+                        except StopIteration:
+                            exhausted = True
+                            continue
+                    else:
+                        break
+                    if not self._submit(task, running, now, run_id):
+                        orphans.append(task)
+                        break
+            if orphans:  # a worker died after its last result: everything still in the pool is suspect
+                for task in orphans:
+                    (suspects if task.suspect else fresh).appendleft(task)
+                suspects.extend(Task(t.paths, True) for t in running.values())
+                running.clear()
+                self._restart()
+                continue
             if not running:
                 return
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -192,15 +212,16 @@ class ReaderPool:
                 except BrokenProcessPool:
                     broken.append(task)
                     continue
+                except Exception as e:  # noqa: BLE001 - a reader bug must not stop a facility-wide crawl
+                    result = IngestBatch.empty().with_errors(
+                        died_rows(task.paths, now, run_id, "internal_error", f"reader failed: {type(e).__name__}: {e}"))
                 yield task.paths, result
             if not broken:
                 continue
             # The pool is unusable: every chunk still in it failed with it.
             broken.extend(running.values())
             running.clear()
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = self._new_executor()
-            self.restarts += 1
+            self._restart()
             if len(broken) == 1 and broken[0].suspect:  # it ran alone: it is the cause
                 task = broken[0]
                 if len(task.paths) > 1:
@@ -210,3 +231,16 @@ class ReaderPool:
                     yield task.paths, IngestBatch.empty().with_errors(died_rows(task.paths, now, run_id))
             else:
                 suspects.extend(Task(t.paths, True) for t in broken)
+
+    def _submit(self, task: Task, running: dict, now: dt.datetime, run_id: str) -> bool:
+        """Hand a task to the pool; False if the pool already broke (a worker died meanwhile)."""
+        try:
+            running[self._executor.submit(_work, task.paths, now, run_id, self.native)] = task
+        except BrokenProcessPool:
+            return False
+        return True
+
+    def _restart(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._new_executor()
+        self.restarts += 1
