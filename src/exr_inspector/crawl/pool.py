@@ -164,6 +164,7 @@ class ReaderPool:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+            gc.unfreeze()  # hand the heap back to the collector (and to interpreter shutdown)
 
     def __enter__(self) -> ReaderPool:
         return self
