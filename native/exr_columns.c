@@ -469,10 +469,7 @@ static void vec_json(cbuf_t *b, const uint8_t *p, int n, int kind)
 
 static void enum_json(cbuf_t *b, const exr_enum_t *e, int v, scalars_t *s)
 {
-    const char *name = enum_at(e, v, s->enum_tmp);
-    if (name == s->enum_tmp) {
-        /* keep the text alive in s */
-    }
+    const char *name = enum_at(e, v, s->enum_tmp); /* UNKNOWN_<n> lives in s, which outlives the row */
     json_cstr(b, name);
     s->has_text = 1;
     s->text = (const uint8_t *) name;
@@ -822,7 +819,7 @@ static void window_cols(chunk_t *ck, int base, const uint8_t *box)
     }
 }
 
-static void emit_part(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t pi, uint32_t flags, const char *ptype)
+static void emit_part(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t pi, const char *ptype)
 {
     static const char *const COLOR[] = {"colorSpace", "colorInteropID", "oiio:ColorSpace", "ocio:colorspace"};
     static const char *const SOFTWARE[] = {"software", "renderSoftware", "renderer", "creator", "hostApp"};
@@ -835,7 +832,6 @@ static void emit_part(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t pi
     int tiled = !strcmp(ptype, "tiledimage") || !strcmp(ptype, "deeptile");
     int deep = !strcmp(ptype, "deepscanline") || !strcmp(ptype, "deeptile");
 
-    (void) flags;
     if ((r = find(pv, "dataWindow", "box2i"))) dw = pv->c->buf + r->value_off;
     if ((r = find(pv, "displayWindow", "box2i"))) disp = pv->c->buf + r->value_off;
     if ((r = find(pv, "tiles", "tiledesc"))) tiles = pv->c->buf + r->value_off;
@@ -986,7 +982,7 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
         ptype = part_type(&pv, c->flags);
         any_tiled |= !strcmp(ptype, "tiledimage") || !strcmp(ptype, "deeptile");
         any_deep |= !strcmp(ptype, "deepscanline") || !strcmp(ptype, "deeptile");
-        emit_part(ck, &pv, fi, (int32_t) part, c->flags, ptype);
+        emit_part(ck, &pv, fi, (int32_t) part, ptype);
         emit_channels(ck, &pv, fi, (int32_t) part);
         rec = pv.hi;
     }
@@ -1137,11 +1133,9 @@ PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t
                 PyErr_NoMemory();
                 rc = -1;
             } else {
-                const char *prefix = f.stage == IO_OPEN ? "cannot open file" : f.stage == IO_READ ? "cannot read file"
-                                                                                                  : "not a regular file";
-                PyObject *msg = f.err ? PyUnicode_FromFormat("%s: %s", prefix, strerror(f.err))
-                                      : PyUnicode_FromString(prefix);
-                rc = add_error(&ck, path, "io_error", msg, Py_None, &f, 0);
+                char msg[256];
+                internal_exr_io_message(&f, msg, sizeof(msg));
+                rc = add_error(&ck, path, "io_error", PyUnicode_FromString(msg), Py_None, &f, 0);
             }
             internal_exr_scan_free(&ctx);
             internal_exr_file_free(&f);

@@ -2,6 +2,7 @@
 #include "internal_io.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,4 +109,14 @@ void internal_exr_file_free(file_read_t *f)
     if (f->buf && f->buf != first_buf) free(f->buf);
     f->buf = NULL;
     f->len = 0;
+}
+
+void internal_exr_io_message(const file_read_t *f, char *out, size_t n)
+{
+    const char *what = f->stage == IO_OPEN ? "cannot open file" : f->stage == IO_READ ? "cannot read file"
+                                                                                      : "not a regular file";
+    if (f->err)
+        snprintf(out, n, "%s: %s", what, strerror(f->err));
+    else
+        snprintf(out, n, "%s", what);
 }

@@ -27,11 +27,12 @@ static int parse_limits(PyObject *mh, PyObject *mi, exr_scan_t *ctx)
     return 0;
 }
 
-static PyObject *io_error(const char *prefix, int err)
+static PyObject *io_error(const file_read_t *f)
 {
-    PyObject *msg = err ? PyUnicode_FromFormat("%s: %s", prefix, strerror(err)) : PyUnicode_FromString(prefix);
+    char msg[256];
+    internal_exr_io_message(f, msg, sizeof(msg));
     Py_INCREF(Py_None);
-    return internal_exr_error_tuple("io_error", msg, Py_None);
+    return internal_exr_error_tuple("io_error", PyUnicode_FromString(msg), Py_None);
 }
 
 static PyObject *core_parse_file(PyObject *self, PyObject *args)
@@ -55,9 +56,9 @@ static PyObject *core_parse_file(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     Py_DECREF(path);
     switch (f.stage) {
-    case IO_OPEN: res = io_error("cannot open file", f.err); break;
-    case IO_READ: res = io_error("cannot read file", f.err); break;
-    case IO_NOT_REGULAR: res = io_error("not a regular file", 0); break;
+    case IO_OPEN:
+    case IO_READ:
+    case IO_NOT_REGULAR: res = io_error(&f); break;
     case IO_NOMEM: PyErr_NoMemory(); break;
     default: res = internal_exr_build(&ctx, rv); break;
     }

@@ -23,4 +23,7 @@ typedef struct {
 exr_scan_result_t internal_exr_scan_file(const char *path, file_read_t *f, exr_scan_t *ctx);
 void internal_exr_file_free(file_read_t *f);
 
+/* The io_error message of a failed read ("cannot open file: No such file or directory"). */
+void internal_exr_io_message(const file_read_t *f, char *out, size_t n);
+
 #endif

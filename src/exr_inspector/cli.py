@@ -110,22 +110,22 @@ def _print_table(table, as_json: bool) -> None:
 
 def _cmd_similar(args: argparse.Namespace) -> int:
     """The files whose headers are most like PATH's (cosine of metadata embeddings)."""
+    import pyarrow.compute as pc
+
     from .catalog.base import CatalogError, open_catalog
     from .crawl.walk import normalize
 
+    path = normalize(args.path)
     try:
         with open_catalog(args.catalog) as catalog:
-            vec = catalog.get_embedding(normalize(args.path))
+            vec = catalog.get_embedding(path)
             if vec is None:
                 print(f"exr-inspector: {args.path} is not in the catalog {args.catalog}", file=sys.stderr)
                 return EXIT_FAILED
-            result = catalog.search(vec, k=args.k + 1)
+            result = catalog.search(vec, k=args.k + 1)  # the file itself comes back too
     except CatalogError as e:
         return _catalog_error(e)
-    rows = [r for r in result.to_pylist() if r["file_path"] != normalize(args.path)][: args.k]
-    import pyarrow as pa
-
-    _print_table(pa.Table.from_pylist(rows, schema=result.schema) if rows else result.slice(0, 0), args.json)
+    _print_table(result.filter(pc.not_equal(result["file_path"], path)).slice(0, args.k), args.json)
     return EXIT_OK
 
 
@@ -166,6 +166,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             out.write(render_text(payload).encode("utf-8", "backslashreplace") + b"\n")
     out.flush()
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _catalog_option(p: argparse.ArgumentParser) -> None:
+    from .catalog.base import DEFAULT_CATALOG
+
+    p.add_argument("--catalog", default=DEFAULT_CATALOG, help=f"catalog path (default ./{DEFAULT_CATALOG})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,7 +220,7 @@ exit codes: 0 crawl completed (even if some files failed), 1 with --strict when 
 file failed, 2 usage, 3 the catalog cannot be opened or written.""",
     )
     p.add_argument("roots", nargs="+", metavar="ROOT", help="directories (or files) to crawl")
-    p.add_argument("--catalog", default=DEFAULT_CATALOG, help=f"catalog path (default ./{DEFAULT_CATALOG})")
+    _catalog_option(p)
     p.add_argument("--workers", type=int, default=None, help="reader processes (default: CPU count; 0: in-process)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="skip paths (or names) matching GLOB; repeatable")
@@ -233,7 +239,7 @@ file failed, 2 usage, 3 the catalog cannot be opened or written.""",
     )
     p.add_argument("path", metavar="PATH", help="a file already in the catalog")
     p.add_argument("-k", type=int, default=5, help="how many neighbours (default 5)")
-    p.add_argument("--catalog", default=DEFAULT_CATALOG)
+    _catalog_option(p)
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.set_defaults(func=_cmd_similar)
 
@@ -248,7 +254,7 @@ file failed, 2 usage, 3 the catalog cannot be opened or written.""",
   exr-inspector query "SELECT file_path FROM files WHERE is_deep" --json""",
     )
     p.add_argument("sql", metavar="SQL")
-    p.add_argument("--catalog", default=DEFAULT_CATALOG)
+    _catalog_option(p)
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.set_defaults(func=_cmd_query)
     return parser

@@ -18,7 +18,9 @@ from .exr.validate import first, part_type, validate
 
 SCHEMA_VERSION = 1
 
-_FRAME_RE = re.compile(r"[._](\d+)\.[A-Za-z0-9]+$")
+# `beauty.1001.exr` / `beauty_1001.exr`; the crawl applies the same pattern to whole path columns.
+FRAME_PATTERN = r"[._](?P<frame>\d+)\.[A-Za-z0-9]+$"
+_FRAME_RE = re.compile(FRAME_PATTERN)
 
 
 def frame_number(path: str | None) -> int | None:
@@ -26,7 +28,7 @@ def frame_number(path: str | None) -> int | None:
     if not path:
         return None
     m = _FRAME_RE.search(os.path.basename(path))
-    return int(m.group(1)) if m else None
+    return int(m.group("frame")) if m else None
 
 
 def split_channel_name(name: str) -> tuple[str, str]:

@@ -7,6 +7,7 @@ the catalog rows come out the same. No per-file Python work happens here.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -16,10 +17,9 @@ from .. import __version__
 from ..catalog.base import IngestBatch
 from ..catalog.schema import ATTRIBUTES, CHANNELS, CRAWL_ERRORS, FILES, PARTS, SCHEMA_VERSION, TS
 from ..embed import embed_chunk
+from ..payload import FRAME_PATTERN
 from .columns import RawChunk
 
-# `beauty.1001.exr` / `beauty_1001.exr`: the same rule as payload.frame_number, on whole paths
-_FRAME_RE = r"[._](?P<frame>\d+)\.[A-Za-z0-9]+$"
 _SEQUENCE_RE = r"([._])\d+(\.[A-Za-z0-9]+)$"
 
 
@@ -61,13 +61,24 @@ def attach_file_keys(batch: IngestBatch) -> IngestBatch:
                        expand(batch.attributes, ATTRIBUTES), batch.errors, batch.now)
 
 
+def error_rows(paths: Sequence[str], codes: Sequence[str], messages: Sequence[str], now: dt.datetime,
+               run_id: str) -> pa.Table:
+    """crawl_errors rows for failures found outside the scanner (walk errors, dead readers)."""
+    n = len(paths)
+    return pa.table({
+        "path": pa.array(paths, pa.string()), "error_code": pa.array(codes, pa.string()),
+        "message": pa.array(messages, pa.string()), "size_bytes": pa.nulls(n, pa.int64()),
+        "mtime": pa.nulls(n, TS), "seen_at": pa.array([now] * n, TS), "run_id": pa.array([run_id] * n, pa.string()),
+    }, schema=CRAWL_ERRORS)
+
+
 def build_batch(raw: RawChunk, now: dt.datetime, run_id: str, *, keyed: bool = False) -> IngestBatch:
     """The catalog rows of one chunk, in the catalog schemas (children keyed by file_index if ``keyed``)."""
     files = raw.files
     n = files.num_rows
     file_vecs, channel_vecs = embed_chunk(raw)
     path = files["file_path"]
-    frame = pc.struct_field(pc.extract_regex(path, _FRAME_RE), "frame")
+    frame = pc.struct_field(pc.extract_regex(path, FRAME_PATTERN), "frame")
     frame = pc.if_else(pc.equal(frame, ""), pa.scalar(None, pa.string()), frame).cast(pa.int64())
     now_col = _const(n, np.datetime64(now, "us"), TS)
     out_files = pa.Table.from_arrays([

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 import pyarrow as pa
 
 from ..catalog.base import Catalog, IngestBatch, UpsertStats
-from ..catalog.schema import CRAWL_ERRORS, TS
+from .batch import error_rows
 from .pool import ReaderPool
-from .walk import DEFAULT_EXTENSIONS, Walker, WalkError
+from .walk import DEFAULT_EXTENSIONS, Walker
 
 FLUSH_FILES = 10_000  # files per upsert transaction
 FLUSH_BYTES = 16 << 20  # or this much Arrow data, whichever comes first (bounds memory)
@@ -52,15 +52,6 @@ class CrawlSummary:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def _walk_error_rows(errors: list[WalkError], now: dt.datetime, run_id: str) -> pa.Table:
-    n = len(errors)
-    return pa.table({
-        "path": [e.path for e in errors], "error_code": [e.code for e in errors],
-        "message": [e.message for e in errors], "size_bytes": pa.nulls(n, pa.int64()),
-        "mtime": pa.nulls(n, TS), "seen_at": pa.array([now] * n, TS), "run_id": [run_id] * n,
-    }, schema=CRAWL_ERRORS)
 
 
 class _Writer:
@@ -149,30 +140,33 @@ def crawl(
     catalog.ensure_schema()
     catalog.start_run(summary.run_id, summary.roots, started)
     pending: list[IngestBatch] = []
-    pending_bytes = 0
+    pending_bytes = pending_files = 0
     walk_errors_seen = 0
     writer = _Writer(catalog, summary)
 
     def flush() -> None:
-        nonlocal pending, pending_bytes, walk_errors_seen
+        nonlocal pending, pending_bytes, pending_files, walk_errors_seen
         new_walk_errors = walker.errors[walk_errors_seen:]
         walk_errors_seen = len(walker.errors)
         if new_walk_errors:
-            pending.append(IngestBatch.empty().with_errors(_walk_error_rows(new_walk_errors, _now(), summary.run_id)))
+            rows = error_rows([e.path for e in new_walk_errors], [e.code for e in new_walk_errors],
+                              [e.message for e in new_walk_errors], _now(), summary.run_id)
+            pending.append(IngestBatch.empty().with_errors(rows))
         if pending:
             writer.put(IngestBatch.concat(pending))
-        pending, pending_bytes = [], 0
+        pending, pending_bytes, pending_files = [], 0, 0
 
     try:
         for _paths, batch in pool.run(walker, _now(), summary.run_id):
             pending.append(batch)
             pending_bytes += sum(t.nbytes for t in batch.tables().values())
+            pending_files += batch.num_files
             summary.files += batch.files.num_rows
             summary.parts += batch.parts.num_rows
             summary.channels += batch.channels.num_rows
             summary.attributes += batch.attributes.num_rows
             summary.errors += batch.errors.num_rows
-            if sum(b.num_files for b in pending) >= FLUSH_FILES or pending_bytes >= FLUSH_BYTES:
+            if pending_files >= FLUSH_FILES or pending_bytes >= FLUSH_BYTES:
                 flush()
             if progress:
                 summary.seconds = time.perf_counter() - t0

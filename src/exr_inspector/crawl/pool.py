@@ -28,9 +28,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from ..catalog.base import IngestBatch
-from ..catalog.schema import CRAWL_ERRORS, TS
 from ..embed.kernels import warm_up
-from .batch import attach_file_keys, build_batch
+from .batch import attach_file_keys, build_batch, error_rows
 from .columns import scan_chunk
 
 # Fault injection for the crash tests: a worker SIGKILLs itself on a chunk holding a
@@ -58,10 +57,11 @@ def _maybe_die(paths: list[str]) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool | None) -> IngestBatch:
-    """Scan, embed and shape one chunk."""
+def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool | None,
+                  keyed: bool = False) -> IngestBatch:
+    """Scan, embed and shape one chunk (children keyed by file_index if ``keyed``)."""
     _maybe_die(paths)
-    return build_batch(scan_chunk(paths, native=native), now, run_id)
+    return build_batch(scan_chunk(paths, native=native), now, run_id, keyed=keyed)
 
 
 # Results travel as Arrow IPC streams in a file on tmpfs, mapped by the parent: no pickling
@@ -103,8 +103,7 @@ def _from_spool(payload: tuple[str, list[int], dt.datetime]) -> IngestBatch:
 
 def _work(paths: list[str], now: dt.datetime, run_id: str, native: bool | None):
     """Runs in a worker process: children travel keyed by file_index (see attach_file_keys)."""
-    _maybe_die(paths)
-    return _to_spool(build_batch(scan_chunk(paths, native=native), now, run_id, keyed=True), _spool_prefix(run_id))
+    return _to_spool(process_chunk(paths, now, run_id, native, keyed=True), _spool_prefix(run_id))
 
 
 def freeze_heap() -> None:
@@ -124,16 +123,7 @@ def _worker_init() -> None:
 def died_rows(paths: list[str], now: dt.datetime, run_id: str, code: str = "worker_died",
               why: str = "the reader process died while parsing this file") -> pa.Table:
     """Error rows for files whose reader failed as a whole, so none of them is silently lost."""
-    n = len(paths)
-    return pa.table({
-        "path": pa.array(paths, pa.string()),
-        "error_code": pa.array([code] * n, pa.string()),
-        "message": pa.array([f"{p}: {why}" for p in paths], pa.string()),
-        "size_bytes": pa.nulls(n, pa.int64()),
-        "mtime": pa.nulls(n, TS),
-        "seen_at": pa.array([now] * n, TS),
-        "run_id": pa.array([run_id] * n, pa.string()),
-    }, schema=CRAWL_ERRORS)
+    return error_rows(paths, [code] * len(paths), [f"{p}: {why}" for p in paths], now, run_id)
 
 
 class ReaderPool:
