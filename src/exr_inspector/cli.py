@@ -49,7 +49,7 @@ def _catalog_error(e: Exception) -> int:
 
 def _cmd_crawl(args: argparse.Namespace) -> int:
     """Crawl roots into the catalog; failed files are recorded, not fatal."""
-    from .catalog.base import CatalogError, open_catalog
+    from .catalog.base import CatalogError
     from .crawl.pipeline import crawl
     from .crawl.pool import ReaderPool
 
@@ -65,7 +65,7 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
     # The pool forks before the catalog opens: forking after DuckDB starts its threads is unsafe.
     with ReaderPool(workers) as pool:
         try:
-            with open_catalog(args.catalog) as catalog:
+            with _open_catalog(args) as catalog:
                 summary = crawl(args.roots, catalog, pool=pool, excludes=args.exclude, progress=progress)
         except CatalogError as e:
             progress.done()
@@ -112,12 +112,12 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     """The files whose headers are most like PATH's (cosine of metadata embeddings)."""
     import pyarrow.compute as pc
 
-    from .catalog.base import CatalogError, open_catalog
+    from .catalog.base import CatalogError
     from .crawl.walk import normalize
 
     path = normalize(args.path)
     try:
-        with open_catalog(args.catalog) as catalog:
+        with _open_catalog(args) as catalog:
             vec = catalog.get_embedding(path)
             if vec is None:
                 print(f"exr-inspector: {args.path} is not in the catalog {args.catalog}", file=sys.stderr)
@@ -131,10 +131,10 @@ def _cmd_similar(args: argparse.Namespace) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     """Run SQL against the embedded catalog."""
-    from .catalog.base import CatalogError, NotSupported, open_catalog
+    from .catalog.base import CatalogError, NotSupported
 
     try:
-        with open_catalog(args.catalog, read_only=True) as catalog:
+        with _open_catalog(args, read_only=True) as catalog:
             table = catalog.query(args.sql)
     except NotSupported as e:
         print(f"exr-inspector: {e}", file=sys.stderr)
@@ -171,7 +171,19 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _catalog_option(p: argparse.ArgumentParser) -> None:
     from .catalog.base import DEFAULT_CATALOG
 
-    p.add_argument("--catalog", default=DEFAULT_CATALOG, help=f"catalog path (default ./{DEFAULT_CATALOG})")
+    p.add_argument("--catalog", default=DEFAULT_CATALOG, metavar="PATH|vast://BUCKET/SCHEMA",
+                   help=f"a DuckDB file (default ./{DEFAULT_CATALOG}) or a VAST DataBase schema")
+    p.add_argument("--vast-endpoint", metavar="URL", help="VAST VIP URL (default: $VAST_DB_ENDPOINT)")
+    p.add_argument("--allow-insecure", action="store_true", help="allow a plain http:// VAST endpoint")
+
+
+def _open_catalog(args: argparse.Namespace, **kw):
+    """The catalog named by --catalog; VAST settings are passed only to VAST."""
+    from .catalog.base import open_catalog
+
+    if args.catalog.startswith("vast://"):
+        kw.update(endpoint=args.vast_endpoint, allow_insecure=args.allow_insecure)
+    return open_catalog(args.catalog, **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,6 +91,12 @@ class Catalog(abc.ABC):
     """A metadata catalog. Every method is safe to call from the single writer."""
 
     url: str
+    #: How many writers may upsert at once, each through its own ``clone()``.
+    parallel_writers: int = 1
+
+    def clone(self) -> Catalog:
+        """Another connection to the same catalog, for a concurrent writer."""
+        raise NotSupported(f"{type(self).__name__} has a single writer")
 
     @abc.abstractmethod
     def ensure_schema(self) -> None:

@@ -55,41 +55,50 @@ def _now() -> dt.datetime:
 
 
 class _Writer:
-    """The single writer, on its own thread: upserts overlap with parsing (DuckDB releases the GIL).
+    """The writers, on their own threads: upserts overlap with parsing (DuckDB and HTTP release the GIL).
 
-    At most one batch waits while another is written, so memory stays bounded and a
-    slow catalog slows the crawl down instead of piling batches up.
+    DuckDB has one writer; a backend that takes concurrent transactions (VAST)
+    gets ``catalog.parallel_writers`` threads, each with its own connection
+    (``catalog.clone()``). At most one batch per writer waits, so memory stays
+    bounded and a slow catalog slows the crawl down instead of piling batches up.
     """
 
     def __init__(self, catalog: Catalog, summary: CrawlSummary):
-        self.catalog = catalog
         self.summary = summary
         self.error: BaseException | None = None
-        self._queue: queue.Queue[IngestBatch | None] = queue.Queue(maxsize=1)
-        self._thread = threading.Thread(target=self._run, name="exr-inspector-writer", daemon=True)
-        self._thread.start()
+        n = max(1, int(getattr(catalog, "parallel_writers", 1)))
+        self._catalogs = [catalog] + [catalog.clone() for _ in range(n - 1)]
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[IngestBatch | None] = queue.Queue(maxsize=n)
+        self._threads = [threading.Thread(target=self._run, args=(c,), name=f"exr-inspector-writer-{i}", daemon=True)
+                         for i, c in enumerate(self._catalogs)]
+        for t in self._threads:
+            t.start()
 
-    def _run(self) -> None:
+    def _run(self, catalog: Catalog) -> None:
         try:
             while (batch := self._queue.get()) is not None:
                 if self.error is None:
-                    self._write(batch)
+                    self._write(catalog, batch)
                 del batch
                 pa.default_memory_pool().release_unused()  # the pool would keep the batch's pages
         except BaseException as e:  # noqa: BLE001 - handed to the crawling thread
-            self.error = e
+            with self._lock:
+                self.error = self.error or e
             while self._queue.get() is not None:  # drain, so the crawl never blocks on a dead writer
                 pass
 
-    def _write(self, batch: IngestBatch) -> None:
-        stats: UpsertStats = self.catalog.upsert(batch)
-        s = self.summary
-        s.inserted += stats.inserted
-        s.replaced += stats.replaced
-        s.unchanged += stats.unchanged
-        s.batches += 1
-        for code in batch.errors["error_code"].to_pylist():
-            s.error_codes[code] = s.error_codes.get(code, 0) + 1
+    def _write(self, catalog: Catalog, batch: IngestBatch) -> None:
+        stats: UpsertStats = catalog.upsert(batch)
+        codes = batch.errors["error_code"].to_pylist()
+        with self._lock:
+            s = self.summary
+            s.inserted += stats.inserted
+            s.replaced += stats.replaced
+            s.unchanged += stats.unchanged
+            s.batches += 1
+            for code in codes:
+                s.error_codes[code] = s.error_codes.get(code, 0) + 1
 
     def _check(self) -> None:
         if self.error is not None:
@@ -100,17 +109,23 @@ class _Writer:
         self._queue.put(batch)
         self._check()
 
+    def _stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        for c in self._catalogs[1:]:
+            c.close()
+
     def close(self) -> None:
-        """Wait until every batch is written; raise the writer's error if it failed."""
-        self._queue.put(None)
-        self._thread.join()
+        """Wait until every batch is written; raise a writer's error if one failed."""
+        self._stop()
         self._check()
 
     def abort(self) -> None:
-        if self._thread.is_alive():
+        if any(t.is_alive() for t in self._threads):
             self.error = self.error or RuntimeError("crawl aborted")
-            self._queue.put(None)
-            self._thread.join()
+            self._stop()
 
 
 def crawl(
