@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -119,6 +120,7 @@ def make_batch(
         "missing_since": [missing_since] * n,
         "schema_version": np.full(n, SCHEMA_VERSION, np.int32),
         "inspector_version": ["test"] * n,
+        "renamed_from": [None] * n,
     })
 
     # parts: n_parts rows per file
@@ -317,11 +319,13 @@ class CatalogContract:
         paths = paths_of(10)
         catalog.upsert(make_batch(paths[:6]))
         out = catalog.lookup([paths[1], paths[4], paths[8], "/elsewhere/x.exr", paths[1]])
-        assert out.column_names == ["file_path_normalized", "size_bytes", "mtime_ns", "inode", "header_hash"]
+        assert out.column_names == ["file_path_normalized", "size_bytes", "mtime_ns", "inode", "header_hash",
+                                    "missing_since"]
         rows = {r["file_path_normalized"]: r for r in out.to_pylist()}
         assert set(rows) == {paths[1], paths[4]}
         assert rows[paths[4]] == {"file_path_normalized": paths[4], "size_bytes": 1004,
-                                  "mtime_ns": 1_700_000_000_000_000_004, "inode": 10_004, "header_hash": "h1"}
+                                  "mtime_ns": 1_700_000_000_000_000_004, "inode": 10_004, "header_hash": "h1",
+                                  "missing_since": None}
         assert catalog.lookup([]).num_rows == 0
         assert catalog.lookup(pa.array([paths[0], paths[9]])).num_rows == 1  # an Arrow array works too
 
@@ -394,3 +398,74 @@ class CatalogContract:
     def test_count_unknown_table(self, catalog: Catalog):
         with pytest.raises(ValueError):
             catalog.count("files; DROP TABLE files")
+
+    # -- incremental re-crawls ------------------------------------------------
+
+    def test_iter_prefix_streams_a_subtree(self, catalog: Catalog):
+        a, b = paths_of(30, "/show/a"), paths_of(20, "/show/ab")
+        catalog.upsert(make_batch(a + b))
+        got = [rb for rb in catalog.iter_prefix("/show/a/", ["file_path_normalized", "inode"], batch_rows=7)]
+        paths = sorted(p for rb in got for p in rb.column("file_path_normalized").to_pylist())
+        assert paths == sorted(a)
+        assert all(rb.schema.names == ["file_path_normalized", "inode"] for rb in got)
+        assert sum(rb.num_rows for rb in catalog.iter_prefix("/nowhere/", ["file_id"])) == 0
+
+    def test_scan_where(self, catalog: Catalog):
+        paths = paths_of(1500)
+        catalog.upsert(make_batch(paths))
+        some = paths[::2] + ["/not/there.exr"]
+        got = catalog.scan("files", ["file_path_normalized", "inode"], where={"file_path_normalized": some})
+        assert sorted(got["file_path_normalized"].to_pylist()) == sorted(paths[::2])
+        assert got.column_names == ["file_path_normalized", "inode"]
+        assert catalog.scan("files", ["file_id"], where={"inode": [10_003, 10_007]}).num_rows == 2
+        with pytest.raises(ValueError):
+            catalog.scan("files", ["no_such_column"])
+
+    def test_touch_and_missing_marks(self, catalog: Catalog):
+        paths = paths_of(6)
+        catalog.upsert(make_batch(paths))
+        gone = T0 + dt.timedelta(days=1)
+        assert catalog.mark_missing(paths[:3], gone) == 3
+        assert catalog.mark_missing(paths[:4], gone + dt.timedelta(days=1)) == 1  # already-marked keep their date
+        rows = self.files_by_path(catalog)
+        assert [rows[p]["missing_since"] for p in paths] == [gone] * 3 + [gone + dt.timedelta(days=1), None, None]
+        assert self.counts(catalog)["parts"] == 12  # rows are kept
+        back = T0 + dt.timedelta(days=3)
+        assert catalog.touch([paths[0], paths[5]], back) == 2
+        rows = self.files_by_path(catalog)
+        assert rows[paths[0]]["missing_since"] is None and rows[paths[0]]["last_inspected"] == back
+        assert rows[paths[5]]["inspection_count"] == 2 and rows[paths[1]]["inspection_count"] == 1
+        assert catalog.lookup([paths[1]])["missing_since"].to_pylist() == [gone]
+        assert catalog.touch([], back) == 0 and catalog.mark_missing([], back) == 0
+
+    def test_prune_missing(self, catalog: Catalog):
+        paths = paths_of(5)
+        catalog.upsert(make_batch(paths, n_parts=2, n_channels=2, n_attrs=2))
+        catalog.mark_missing(paths[:2], T0)
+        catalog.mark_missing(paths[2:3], T0 + dt.timedelta(days=10))
+        assert catalog.prune(T0 + dt.timedelta(days=5), prefix="/elsewhere/") == 0
+        assert catalog.prune(T0 + dt.timedelta(days=5)) == 2
+        assert sorted(self.files_by_path(catalog)) == paths[2:]
+        assert self.counts(catalog) == {"files": 3, "parts": 6, "channels": 12, "attributes": 12, "crawl_errors": 0}
+        assert catalog.prune(T0 + dt.timedelta(days=5)) == 0
+
+    def test_apply_renames(self, catalog: Catalog):
+        old, new = paths_of(3, "/old"), paths_of(3, "/new")
+        catalog.upsert(make_batch(old))
+        catalog.upsert(make_batch(new[:2]))
+        assert catalog.apply_renames(old[:2], new[:2]) == 2
+        rows = self.files_by_path(catalog)
+        assert sorted(rows) == sorted([old[2], *new[:2]])
+        assert [rows[p]["renamed_from"] for p in new[:2]] == old[:2]
+        assert self.counts(catalog)["parts"] == 3 * 2
+        assert pc.sum(pc.is_in(self.read_table(catalog, "channels")["file_id"],
+                               value_set=pa.array([file_id_of(p) for p in old[:2]]))).as_py() in (0, None)
+
+    def test_runs_status_and_origin(self, catalog: Catalog):
+        catalog.start_run("r1", ["/a"], T0)
+        catalog.start_run("r2", ["/b"], T0)
+        catalog.finish_run("r2", "interrupted", None, None)
+        running = catalog.runs("running")
+        assert running["run_id"].to_pylist() == ["r1"]
+        assert running["pid"].to_pylist() == [os.getpid()] and running["host"][0].as_py()
+        assert sorted(catalog.runs()["status"].to_pylist()) == ["interrupted", "running"]

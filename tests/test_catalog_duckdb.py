@@ -140,6 +140,27 @@ def test_newer_schema_version_refused(db_path):
         DuckDBCatalog(str(db_path), read_only=True)
 
 
+def test_version_1_catalog_is_upgraded_in_place(db_path):
+    with DuckDBCatalog(str(db_path)) as cat:
+        cat.upsert(make_batch(paths_of(2)))
+    con = duckdb.connect(str(db_path))  # make it what version 1 wrote
+    con.execute("DROP INDEX files_file_path_normalized_idx")
+    con.execute("ALTER TABLE files DROP COLUMN renamed_from")
+    con.execute("ALTER TABLE crawl_runs DROP COLUMN host")
+    con.execute("ALTER TABLE crawl_runs DROP COLUMN pid")
+    con.execute("CREATE INDEX files_file_path_normalized_idx ON files (file_path_normalized)")
+    con.execute("UPDATE catalog_meta SET value = '1'")
+    con.close()
+    with pytest.raises(CatalogError, match="upgrade it"):
+        DuckDBCatalog(str(db_path), read_only=True)
+    with DuckDBCatalog(str(db_path)) as cat:
+        assert cat.query("SELECT value FROM catalog_meta").to_pylist() == [{"value": str(SCHEMA_VERSION)}]
+        assert cat.scan("files", ["renamed_from"])["renamed_from"].to_pylist() == [None, None]
+        cat.start_run("r", ["/x"], T0)
+        assert cat.runs()["host"][0].as_py()
+        assert cat.upsert(make_batch(paths_of(3))).inserted == 1
+
+
 def test_schema_version_recorded_once(db_path):
     for _ in range(3):
         with DuckDBCatalog(str(db_path)) as cat:

@@ -15,13 +15,24 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import importlib
-from collections.abc import Sequence
+import os
+import socket
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from .schema import TABLES
+from .schema import FILES, TABLES
+
+# What an incremental crawl needs to know about a file it finds on disk.
+LOOKUP_COLUMNS = ("file_path_normalized", "size_bytes", "mtime_ns", "inode", "header_hash", "missing_since")
+LOOKUP_SCHEMA = pa.schema([FILES.field(n) for n in LOOKUP_COLUMNS])
+
+
+def run_origin() -> tuple[str, int]:
+    """(host, pid) recorded with a run, so a later crawl can tell a dead run from a live one."""
+    return socket.gethostname(), os.getpid()
 
 
 class CatalogError(Exception):
@@ -115,7 +126,39 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def lookup(self, paths: Sequence[str]) -> pa.Table:
-        """Known files among ``paths``: file_path_normalized, size_bytes, mtime_ns, inode, header_hash."""
+        """Known files among ``paths`` (``LOOKUP_COLUMNS``): what an incremental crawl compares its stat with.
+
+        Any number of paths; backends chunk or join so memory stays bounded by the request.
+        """
+
+    @abc.abstractmethod
+    def iter_prefix(self, prefix: str, columns: Sequence[str], batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
+        """Stream ``files`` rows whose ``file_path_normalized`` starts with ``prefix``, in bounded batches."""
+
+    @abc.abstractmethod
+    def scan(self, table: str, columns: Sequence[str] | None = None, where: dict | None = None) -> pa.Table:
+        """Rows of a small selection: ``where`` as in ``search`` (AND of single-column IN lists)."""
+
+    @abc.abstractmethod
+    def touch(self, paths: Sequence[str] | pa.Array, now: dt.datetime) -> int:
+        """Seen again, unchanged: ``last_inspected = now``, ``inspection_count + 1``, ``missing_since`` cleared."""
+
+    @abc.abstractmethod
+    def mark_missing(self, paths: Sequence[str] | pa.Array, since: dt.datetime) -> int:
+        """Set ``missing_since`` on these files where it is not set yet; rows are kept. Returns files marked."""
+
+    @abc.abstractmethod
+    def apply_renames(self, old_paths: Sequence[str], new_paths: Sequence[str]) -> int:
+        """In one transaction: drop each old path's rows from every file table, record it as the new row's
+        ``renamed_from``. Returns renames applied."""
+
+    @abc.abstractmethod
+    def prune(self, missing_before: dt.datetime, prefix: str = "") -> int:
+        """Delete, in one transaction, every file (and its child rows) missing since before ``missing_before``."""
+
+    @abc.abstractmethod
+    def runs(self, status: str | None = None) -> pa.Table:
+        """``crawl_runs`` rows, optionally only those with ``status``."""
 
     @abc.abstractmethod
     def search(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> pa.Table:
@@ -132,10 +175,10 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def start_run(self, run_id: str, roots: Sequence[str], started_at: dt.datetime) -> None:
-        """Record a ``crawl_runs`` row with status ``running``."""
+        """Record a ``crawl_runs`` row with status ``running``, this host and this process id."""
 
     @abc.abstractmethod
-    def finish_run(self, run_id: str, status: str, counts: dict, finished_at: dt.datetime) -> None:
+    def finish_run(self, run_id: str, status: str, counts: dict | None, finished_at: dt.datetime | None) -> None:
         """Close the run's row: ``completed``, ``failed`` or ``interrupted``, with its counts."""
 
     def query(self, sql: str) -> pa.Table:

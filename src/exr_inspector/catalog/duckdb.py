@@ -21,7 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Catalog, CatalogError, IngestBatch, UpsertStats
+from .base import LOOKUP_COLUMNS, LOOKUP_SCHEMA, Catalog, CatalogError, IngestBatch, UpsertStats, run_origin
 from .schema import EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES, validate_batch
 
 # DuckDB runs the upsert's set-based statements as hash joins over sequential
@@ -32,7 +32,6 @@ from .schema import EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES, v
 # the delete-then-insert of a changed file inside one transaction.
 INDEXES = {"files": ("file_path_normalized",)}
 
-LOOKUP_SCHEMA = pa.schema([FILES.field(n) for n in ("file_path_normalized", "size_bytes", "mtime_ns", "inode", "header_hash")])
 SEARCH_SCHEMA = pa.schema([FILES.field("file_path"), FILES.field("file_id"), pa.field("score", pa.float64())])
 
 _SCALARS = {
@@ -73,6 +72,14 @@ def ddl_for(name: str, schema: pa.Schema) -> str:
 def _naive_utc(t: dt.datetime) -> dt.datetime:
     """Timestamps are stored as naive UTC (see schema.TS)."""
     return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _index_name(table: str) -> str:
+    return _q(f"{table}_{'_'.join(INDEXES[table])}_idx")
+
+
+def _unknown(column: str) -> bool:
+    raise ValueError(f"unknown column {column!r}")
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence | None = None):
@@ -173,9 +180,10 @@ class DuckDBCatalog(Catalog):
             self._check_version(stored)
             for name, schema in TABLES.items():
                 con.execute(ddl_for(name, schema))
+            if stored is not None and stored < SCHEMA_VERSION:
+                self._upgrade(con)
             for table, cols in INDEXES.items():
-                index = _q(f"{table}_{'_'.join(cols)}_idx")
-                con.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {_q(table)} ({', '.join(map(_q, cols))})")
+                con.execute(f"CREATE INDEX IF NOT EXISTS {_index_name(table)} ON {_q(table)} ({', '.join(map(_q, cols))})")
             if stored is None:
                 con.execute("INSERT INTO catalog_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
@@ -185,8 +193,23 @@ class DuckDBCatalog(Catalog):
                 f"catalog {self.path} has schema_version {stored}, newer than this exr-inspector's "
                 f"{SCHEMA_VERSION}; upgrade exr-inspector to use it"
             )
-        if stored is not None and stored < SCHEMA_VERSION:
-            raise CatalogError(f"catalog {self.path} has schema_version {stored} < {SCHEMA_VERSION}; migrate it first")
+        if stored is not None and stored < SCHEMA_VERSION and self.read_only:
+            raise CatalogError(f"catalog {self.path} has schema_version {stored} < {SCHEMA_VERSION}; "
+                               "open it once for writing (e.g. crawl) to upgrade it")
+
+    @staticmethod
+    def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
+        """Older catalogs lack only columns added since: add them (nullable, so old rows read NULL)."""
+        for name, schema in TABLES.items():
+            have = {r[0] for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ?",
+                [name]).fetchall()}
+            missing = [f for f in schema if f.name not in have]
+            if missing and name in INDEXES:  # DuckDB alters no table an index depends on; recreated after
+                con.execute(f"DROP INDEX IF EXISTS {_index_name(name)}")
+            for f in missing:
+                con.execute(f"ALTER TABLE {_q(name)} ADD COLUMN {_q(f.name)} {sql_type(f.type)}")
+        con.execute("UPDATE catalog_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
     # -- writing ----------------------------------------------------------
 
@@ -265,14 +288,16 @@ class DuckDBCatalog(Catalog):
 
     def start_run(self, run_id: str, roots: Sequence[str], started_at: dt.datetime) -> None:
         with self._errors("start_run"):
-            self.con.execute("INSERT INTO crawl_runs VALUES (?, ?, ?, NULL, 'running', NULL)",
-                             [run_id, list(roots), _naive_utc(started_at)])
+            self.con.execute("INSERT INTO crawl_runs BY NAME SELECT ? AS run_id, ? AS roots, ? AS started_at, "
+                             "'running' AS status, ? AS host, ? AS pid",
+                             [run_id, list(roots), _naive_utc(started_at), *run_origin()])
 
     def finish_run(self, run_id: str, status: str, counts: dict, finished_at: dt.datetime) -> None:
         with self._errors("finish_run"):
             n = _scalar(
                 self.con, "UPDATE crawl_runs SET status = ?, counts = ?, finished_at = ? WHERE run_id = ?",
-                [status, orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode(), _naive_utc(finished_at), run_id],
+                [status, None if counts is None else orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode(),
+                 None if finished_at is None else _naive_utc(finished_at), run_id],
             )
         if not n:
             raise CatalogError(f"finish_run: no run {run_id!r} in catalog {self.path}")
@@ -288,12 +313,84 @@ class DuckDBCatalog(Catalog):
         with self._errors("lookup"):
             con.register("_lookup_paths", pa.table({"path": keys}))
             try:
-                out = con.sql("""
-                    SELECT file_path_normalized, size_bytes, mtime_ns, inode, header_hash FROM files
+                out = con.sql(f"""
+                    SELECT {", ".join(LOOKUP_COLUMNS)} FROM files
                     WHERE file_path_normalized IN (SELECT path FROM _lookup_paths)""").to_arrow_table()
             finally:
                 con.unregister("_lookup_paths")
         return out.cast(LOOKUP_SCHEMA)
+
+    def iter_prefix(self, prefix: str, columns: Sequence[str], batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
+        cols = ", ".join(_q(c) for c in columns if c in FILES.names or _unknown(c))
+        with self._errors("iter_prefix"):
+            reader = self.con.sql(f"SELECT {cols} FROM files WHERE starts_with(file_path_normalized, ?)",
+                                  params=[prefix]).to_arrow_reader(batch_rows)
+            yield from reader
+
+    def scan(self, table: str, columns: Sequence[str] | None = None, where: dict | None = None) -> pa.Table:
+        if table not in TABLES:
+            raise ValueError(f"unknown catalog table {table!r} (known: {', '.join(TABLES)})")
+        schema = TABLES[table]
+        cols = ", ".join(_q(c) for c in (columns or schema.names) if c in schema.names or _unknown(c))
+        sql, params = self._where(where or {}, schema)
+        with self._errors(f"scan({table})"):
+            return self.con.sql(f"SELECT {cols} FROM {_q(table)} WHERE TRUE{sql}", params=params).to_arrow_table()
+
+    def _with_paths(self, what: str, paths, sql: str, params: Sequence = ()) -> int:
+        """Run one UPDATE/DELETE over ``files`` joined to a registered path array, in a transaction."""
+        keys = paths if isinstance(paths, pa.Array | pa.ChunkedArray) else pa.array(list(paths), pa.string())
+        if len(keys) == 0:
+            return 0
+        con = self.con
+        con.register("_paths", pa.table({"path": keys}))
+        try:
+            with self._transaction(what):
+                return _scalar(con, sql, list(params))
+        finally:
+            con.unregister("_paths")
+
+    def touch(self, paths, now: dt.datetime) -> int:
+        return self._with_paths("touch", paths, """
+            UPDATE files SET last_inspected = ?, inspection_count = coalesce(inspection_count, 0) + 1,
+                   missing_since = NULL
+            WHERE file_path_normalized IN (SELECT path FROM _paths)""", [_naive_utc(now)])
+
+    def mark_missing(self, paths, since: dt.datetime) -> int:
+        return self._with_paths("mark_missing", paths, """
+            UPDATE files SET missing_since = ?
+            WHERE missing_since IS NULL AND file_path_normalized IN (SELECT path FROM _paths)""",
+            [_naive_utc(since)])
+
+    def apply_renames(self, old_paths: Sequence[str], new_paths: Sequence[str]) -> int:
+        if len(old_paths) != len(new_paths):
+            raise ValueError("apply_renames: old_paths and new_paths differ in length")
+        if not len(old_paths):
+            return 0
+        con = self.con
+        con.register("_renames", pa.table({"old": pa.array(list(old_paths), pa.string()),
+                                           "new": pa.array(list(new_paths), pa.string())}))
+        try:
+            with self._transaction("apply_renames"):
+                for table in FILE_TABLES[1:]:
+                    con.execute(f"""DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM files
+                                    WHERE file_path_normalized IN (SELECT old FROM _renames))""")
+                con.execute("DELETE FROM files WHERE file_path_normalized IN (SELECT old FROM _renames)")
+                return _scalar(con, """UPDATE files SET renamed_from = r.old FROM _renames r
+                                       WHERE files.file_path_normalized = r.new""")
+        finally:
+            con.unregister("_renames")
+
+    def prune(self, missing_before: dt.datetime, prefix: str = "") -> int:
+        con = self.con
+        gone = ("SELECT file_id FROM files WHERE missing_since < ? AND starts_with(file_path_normalized, ?)")
+        params = [_naive_utc(missing_before), prefix]
+        with self._transaction("prune"):
+            for table in FILE_TABLES[1:]:
+                con.execute(f"DELETE FROM {table} WHERE file_id IN ({gone})", params)
+            return _scalar(con, f"DELETE FROM files WHERE file_id IN ({gone})", params)
+
+    def runs(self, status: str | None = None) -> pa.Table:
+        return self.scan("crawl_runs", where={"status": status} if status else None)
 
     def search(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> pa.Table:
         """Top-k by ``array_inner_product``; ``where`` becomes an AND of parameterised IN-lists.
@@ -305,7 +402,7 @@ class DuckDBCatalog(Catalog):
             raise ValueError(f"search vector has {vec.size} values, expected {EMBEDDING_DIM}")
         if k <= 0:
             return SEARCH_SCHEMA.empty_table()
-        sql, params = self._where(where or {})
+        sql, params = self._where(where or {}, FILES)
         with self._errors("search"):
             out = self.con.sql(
                 f"""SELECT file_path, file_id,
@@ -317,15 +414,15 @@ class DuckDBCatalog(Catalog):
         return out.cast(SEARCH_SCHEMA)
 
     @staticmethod
-    def _where(where: dict) -> tuple[str, list]:
+    def _where(where: dict, schema: pa.Schema) -> tuple[str, list]:
         """`` AND col IN (?, …)`` per column; a None among the values matches NULL."""
         sql, params = [], []
         for col, value in where.items():
-            if col not in FILES.names:
-                raise ValueError(f"search: unknown files column {col!r}")
-            t = FILES.field(col).type
+            if col not in schema.names:
+                raise ValueError(f"unknown column {col!r}")
+            t = schema.field(col).type
             if pa.types.is_nested(t):
-                raise ValueError(f"search: cannot filter on {col!r} ({t})")
+                raise ValueError(f"cannot filter on {col!r} ({t})")
             values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
             present = [v for v in values if v is not None]
             terms = [f"{_q(col)} IN ({', '.join('?' * len(present))})"] if present else []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: files.renamed_from, crawl_runs.host/pid (added as nullable columns on upgrade)
 EMBEDDING_DIM = 384  # files.metadata_embedding
 FINGERPRINT_DIM = 128  # channels.channel_fingerprint
 
@@ -47,6 +47,7 @@ FILES = pa.schema([
     pa.field("missing_since", TS),
     pa.field("schema_version", pa.int32()),
     pa.field("inspector_version", pa.string()),
+    pa.field("renamed_from", pa.string()),  # the previous path, when a re-crawl saw this file renamed
 ])
 
 PARTS = pa.schema([
@@ -121,6 +122,8 @@ CRAWL_RUNS = pa.schema([
     pa.field("finished_at", TS),
     pa.field("status", pa.string()),  # running | completed | failed | interrupted
     pa.field("counts", pa.string()),  # canonical JSON of the run summary
+    pa.field("host", pa.string()),  # where the crawl ran: a dead pid on this host means `interrupted`
+    pa.field("pid", pa.int64()),
 ])
 
 CATALOG_META = pa.schema([

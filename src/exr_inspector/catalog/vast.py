@@ -21,7 +21,16 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Catalog, CatalogError, IngestBatch, NotSupported, UpsertStats
+from .base import (
+    LOOKUP_COLUMNS,
+    LOOKUP_SCHEMA,
+    Catalog,
+    CatalogError,
+    IngestBatch,
+    NotSupported,
+    UpsertStats,
+    run_origin,
+)
 from .schema import CRAWL_RUNS, EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES, validate_batch
 from .vast_config import VastConfig, mask
 
@@ -33,8 +42,6 @@ INSERT_SLICE = int(0.9 * MAX_REQUEST)  # the SDK's single-request slice: one POS
 KEY_OVERHEAD = 128
 KEYS_BUDGET = 5 << 19
 
-LOOKUP_COLUMNS = ["file_path_normalized", "size_bytes", "mtime_ns", "inode", "header_hash"]
-LOOKUP_SCHEMA = pa.schema([FILES.field(n) for n in LOOKUP_COLUMNS])
 SEARCH_SCHEMA = pa.schema([FILES.field("file_path"), FILES.field("file_id"), pa.field("score", pa.float64())])
 _AUDIT = ["last_inspected", "inspection_count", "size_bytes", "mtime", "mtime_ns", "inode", "missing_since"]
 _CONFLICT_RETRIES = 4
@@ -291,18 +298,26 @@ class VastCatalog(Catalog):
             problems = []
             for name, arrow_schema in TABLES.items():
                 table = schema.create_table(name, arrow_schema, fail_if_exists=False)
+                have = set(table.arrow_schema.names)
+                added = [f for f in arrow_schema if f.name not in have]  # columns of a newer schema version
+                if added:
+                    table.add_column(pa.schema(added))
+                    table = schema.table(name)
                 problems += [f"{name}: {p}" for p in _schemas_match(table.arrow_schema, arrow_schema)]
             if problems:
                 raise CatalogError(f"type mismatch: the tables in {self.url} differ from this exr-inspector's "
                                    f"schema version {SCHEMA_VERSION}: " + "; ".join(problems))
             t._schema = schema
-            meta = t.select("catalog_meta", ["value"], lambda tb: tb["key"] == "schema_version")
+            meta = t.select("catalog_meta", ["value"], lambda tb: tb["key"] == "schema_version", row_id=True)
             versions = [int(v) for v in meta["value"].to_pylist() if v is not None]
             if versions and max(versions) > SCHEMA_VERSION:
                 raise CatalogError(f"catalog {self.url} has schema_version {max(versions)}, newer than this "
                                    f"exr-inspector's {SCHEMA_VERSION}; upgrade exr-inspector to use it")
             if not versions:
                 t.insert("catalog_meta", pa.table({"key": ["schema_version"], "value": [str(SCHEMA_VERSION)]}))
+            elif max(versions) < SCHEMA_VERSION:
+                t.table("catalog_meta").update(pa.table({
+                    ROW_ID: meta[ROW_ID], "value": pa.array([str(SCHEMA_VERSION)] * meta.num_rows, pa.string())}))
 
     # -- writing ------------------------------------------------------------------
 
@@ -389,12 +404,14 @@ class VastCatalog(Catalog):
         return stats
 
     def start_run(self, run_id: str, roots: Sequence[str], started_at: dt.datetime) -> None:
+        host, pid = run_origin()
         row = pa.table({"run_id": [run_id], "roots": [list(roots)], "started_at": [_naive_utc(started_at)],
-                        "finished_at": [None], "status": ["running"], "counts": [None]}, schema=CRAWL_RUNS)
+                        "finished_at": [None], "status": ["running"], "counts": [None], "host": [host],
+                        "pid": [pid]}, schema=CRAWL_RUNS)
         with self._transaction("start_run") as t:
             t.insert("crawl_runs", row)
 
-    def finish_run(self, run_id: str, status: str, counts: dict, finished_at: dt.datetime) -> None:
+    def finish_run(self, run_id: str, status: str, counts: dict | None, finished_at: dt.datetime | None) -> None:
         with self._transaction("finish_run") as t:
             hits = t.select("crawl_runs", ["run_id"], lambda tb: tb["run_id"] == run_id, row_id=True)
             if hits.num_rows == 0:
@@ -402,9 +419,10 @@ class VastCatalog(Catalog):
             n = hits.num_rows
             t.table("crawl_runs").update(pa.table({
                 ROW_ID: hits[ROW_ID],
-                "finished_at": pa.array([_naive_utc(finished_at)] * n, CRAWL_RUNS.field("finished_at").type),
+                "finished_at": pa.array([finished_at and _naive_utc(finished_at)] * n, CRAWL_RUNS.field("finished_at").type),
                 "status": pa.array([status] * n, pa.string()),
-                "counts": pa.array([orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode()] * n, pa.string()),
+                "counts": pa.array([None if counts is None else orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode()] * n,
+                                   pa.string()),
             }))
 
     # -- reading ------------------------------------------------------------------
@@ -415,16 +433,109 @@ class VastCatalog(Catalog):
         if len(keys) == 0:
             return LOOKUP_SCHEMA.empty_table()
         with self._transaction("lookup") as t:
-            out = t.select_in("files", LOOKUP_COLUMNS, "file_path_normalized", keys)
-        return out.select(LOOKUP_COLUMNS).cast(LOOKUP_SCHEMA)
+            out = t.select_in("files", list(LOOKUP_COLUMNS), "file_path_normalized", keys)
+        return out.select(list(LOOKUP_COLUMNS)).cast(LOOKUP_SCHEMA)
 
-    def scan(self, table: str, columns: list[str] | None = None, where: dict | None = None) -> pa.Table:
-        """Rows of one table (optionally filtered like ``search``'s ``where``): VAST's stand-in for SQL."""
+    def scan(self, table: str, columns: Sequence[str] | None = None, where: dict | None = None) -> pa.Table:
+        """Rows of one table, ``where`` pushed down as CNF; a long IN list is split into requests under the cap."""
         if table not in TABLES:
             raise ValueError(f"unknown catalog table {table!r} (known: {', '.join(TABLES)})")
-        cols = columns or TABLES[table].names
+        schema = TABLES[table]
+        cols = list(columns or schema.names)
+        for c in cols:
+            if c not in schema.names:
+                raise ValueError(f"unknown column {c!r}")
+        where = dict(where or {})
+        pred = _predicate(schema, where)
+        if pred is False:
+            return pa.schema([schema.field(c) for c in cols]).empty_table()
+        big = [c for c, v in where.items() if isinstance(v, list | tuple | set | frozenset | pa.Array) and len(v) > 1000]
         with self._transaction(f"scan({table})") as t:
-            return t.select(table, cols, _predicate(TABLES[table], where) if where else None)
+            if not big:
+                return t.select(table, cols, pred)
+            col = big[0]
+            values = pa.array(list(where.pop(col)), schema.field(col).type)
+            rest = _predicate(schema, where)
+            parts = [t.select(table, cols, lambda tb, c=chunk: _and(tb[col].isin(c.to_pylist()), rest, tb))
+                     for chunk in key_chunks(values.cast(pa.string()) if not pa.types.is_string(values.type)
+                                             else values)]
+            return pa.concat_tables(parts) if parts else pa.schema([schema.field(c) for c in cols]).empty_table()
+
+    def iter_prefix(self, prefix: str, columns: Sequence[str], batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
+        """A streamed ``startswith`` select: VAST filters server-side, batches arrive as the SDK reads them."""
+        for c in columns:
+            if c not in FILES.names:
+                raise ValueError(f"unknown column {c!r}")
+        with self._transaction("iter_prefix") as t:
+            tb = t.table("files")
+            yield from tb.select(columns=list(columns), predicate=tb["file_path_normalized"].startswith(prefix))
+
+    def _rows_of(self, t: _Tx, paths) -> pa.Table:
+        keys = paths if isinstance(paths, pa.Array | pa.ChunkedArray) else pa.array(list(paths), pa.string())
+        return t.select_in("files", ["file_path_normalized", "file_id", "inspection_count", "missing_since"],
+                           "file_path_normalized", keys, row_id=True)
+
+    def touch(self, paths, now: dt.datetime) -> int:
+        with self._transaction("touch") as t:
+            rows = self._rows_of(t, paths)
+            if rows.num_rows:
+                n = rows.num_rows
+                t.table("files").update(pa.table({
+                    ROW_ID: rows[ROW_ID],
+                    "last_inspected": pa.array([_naive_utc(now)] * n, FILES.field("last_inspected").type),
+                    "inspection_count": pc.add(pc.fill_null(rows["inspection_count"], 0), 1),
+                    "missing_since": pa.nulls(n, FILES.field("missing_since").type),
+                }))
+            return rows.num_rows
+
+    def mark_missing(self, paths, since: dt.datetime) -> int:
+        with self._transaction("mark_missing") as t:
+            rows = self._rows_of(t, paths)
+            rows = rows.filter(pc.is_null(rows["missing_since"]))
+            if rows.num_rows:
+                t.table("files").update(pa.table({
+                    ROW_ID: rows[ROW_ID],
+                    "missing_since": pa.array([_naive_utc(since)] * rows.num_rows, FILES.field("missing_since").type),
+                }))
+            return rows.num_rows
+
+    def _delete_files(self, t: _Tx, rows: pa.Table) -> None:
+        """Delete files rows (with ``$row_id`` and ``file_id``) and every child row of those files."""
+        ids = rows["file_id"].combine_chunks()
+        for name in FILE_TABLES[1:]:
+            hits = t.select_in(name, ["file_id"], "file_id", ids, row_id=True)
+            t.delete(name, hits[ROW_ID].combine_chunks())
+        t.delete("files", rows[ROW_ID].combine_chunks())
+
+    def apply_renames(self, old_paths: Sequence[str], new_paths: Sequence[str]) -> int:
+        if len(old_paths) != len(new_paths):
+            raise ValueError("apply_renames: old_paths and new_paths differ in length")
+        if not len(old_paths):
+            return 0
+        with self._transaction("apply_renames") as t:
+            self._delete_files(t, self._rows_of(t, old_paths))
+            new = self._rows_of(t, new_paths)
+            if new.num_rows:
+                old_of = dict(zip(new_paths, old_paths, strict=True))
+                t.table("files").update(pa.table({
+                    ROW_ID: new[ROW_ID],
+                    "renamed_from": pa.array([old_of[p] for p in new["file_path_normalized"].to_pylist()], pa.string()),
+                }))
+            return new.num_rows
+
+    def prune(self, missing_before: dt.datetime, prefix: str = "") -> int:
+        with self._transaction("prune") as t:
+            tb = t.table("files")
+            pred = tb["missing_since"] < _naive_utc(missing_before)
+            if prefix:
+                pred = pred & tb["file_path_normalized"].startswith(prefix)
+            rows = tb.select(columns=["file_id"], predicate=pred, internal_row_id=True).read_all()
+            if rows.num_rows:
+                self._delete_files(t, rows)
+            return rows.num_rows
+
+    def runs(self, status: str | None = None) -> pa.Table:
+        return self.scan("crawl_runs", where={"status": status} if status else None)
 
     def search(self, vector: np.ndarray, k: int = 10, where: dict | None = None) -> pa.Table:
         """Top-k by inner product over a predicate-filtered select, ranked locally batch by batch."""
@@ -488,6 +599,10 @@ def _set(table: pa.Table, name: str, values) -> pa.Table:
 
 def _naive_utc(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _and(expr, rest, t):
+    return expr if rest is None else expr & rest(t)
 
 
 def _predicate(schema: pa.Schema, where: dict):

@@ -86,7 +86,7 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str, *, keyed: bool = F
         files["mtime_ns"], files["inode"], files["multipart_count"], files["is_deep"], files["is_tiled"], frame,
         pc.replace_substring_regex(path, _SEQUENCE_RE, r"\1#\2"), _vectors(file_vecs, FILES.field("metadata_embedding").type),
         now_col, now_col, _const(n, 1, pa.int64()), pa.nulls(n, TS), _const(n, SCHEMA_VERSION, pa.int32()),
-        _const(n, __version__, pa.string()),
+        _const(n, __version__, pa.string()), pa.nulls(n, pa.string()),
     ], schema=FILES)
 
     def child(table: pa.Table, schema: pa.Schema, columns: list) -> pa.Table:
