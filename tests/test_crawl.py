@@ -80,12 +80,16 @@ def test_recrawl_is_idempotent_and_changes_replace(tree, tmp_path):
     db = tmp_path / "c.duckdb"
     s1, c1 = run_crawl([tree], db)
     assert s1.inserted == 120 and s1.errors == 5 and c1["files"] == 120
-    s2, c2 = run_crawl([tree], db)
-    assert s2.unchanged == 120 and s2.inserted == s2.replaced == 0
+    s2, c2 = run_crawl([tree], db, full=True)  # --full parses everything again
+    assert s2.unchanged == 120 and s2.inserted == s2.replaced == s2.skipped == 0
     assert {k: v for k, v in c2.items() if k not in ("crawl_errors", "crawl_runs")} == {
         k: v for k, v in c1.items() if k not in ("crawl_errors", "crawl_runs")}
     with open_catalog(str(db)) as cat:
         assert cat.query("SELECT DISTINCT inspection_count FROM files").to_pylist() == [{"inspection_count": 2}]
+    # incremental (the default): nothing changed on disk, so no header is opened; failed files are retried
+    s2b, c2b = run_crawl([tree], db)
+    assert (s2b.skipped, s2b.files, s2b.unchanged, s2b.errors, s2b.walked) == (120, 0, 0, 5, 125)
+    assert c2b["files"] == 120 and c2b["attributes"] == c1["attributes"]
     # change one header: a different (longer) owner string; the file's rows are replaced
     victim = sorted(tree.rglob("*.exr"))[0]
     data = victim.read_bytes()
@@ -98,7 +102,7 @@ def test_recrawl_is_idempotent_and_changes_replace(tree, tmp_path):
     assert mutated != data
     victim.write_bytes(mutated)
     s3, c3 = run_crawl([tree], db)
-    assert (s3.replaced, s3.unchanged) == (1, 119)
+    assert (s3.replaced, s3.unchanged, s3.skipped) == (1, 0, 119)
     assert c3["attributes"] == c1["attributes"] and c3["files"] == 120
     with open_catalog(str(db)) as cat:
         names = cat.query(f"SELECT attr_name FROM attributes WHERE file_path = '{victim}'")["attr_name"].to_pylist()

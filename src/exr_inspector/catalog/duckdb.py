@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -124,6 +125,12 @@ class DuckDBCatalog(Catalog):
             self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(self.path, read_only=read_only, config=config)
         except duckdb.Error as e:
             raise _open_error(self.path, e) from e
+        # One DuckDB connection per thread (cursors share the database): the writer thread
+        # upserts while the crawling thread looks files up, each in its own transactions.
+        self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursor_lock = threading.Lock()
         try:
             self.ensure_schema()
         except BaseException:
@@ -134,9 +141,17 @@ class DuckDBCatalog(Catalog):
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection: the opening thread's own, a cursor for any other."""
         if self._con is None:
             raise CatalogError(f"catalog {self.path} is closed")
-        return self._con
+        if threading.get_ident() == self._owner:
+            return self._con
+        cur = getattr(self._local, "con", None)
+        if cur is None:
+            with self._cursor_lock:
+                cur = self._local.con = self._con.cursor()
+                self._cursors.append(cur)
+        return cur
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -454,4 +469,9 @@ class DuckDBCatalog(Catalog):
     def close(self) -> None:
         if self._con is not None:
             con, self._con = self._con, None
+            with self._cursor_lock:
+                for cur in self._cursors:
+                    with suppress(duckdb.Error):
+                        cur.close()
+                self._cursors.clear()
             con.close()

@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
-from ..catalog.base import Catalog, IngestBatch, UpsertStats
+from ..catalog.base import Catalog, IngestBatch, UpsertStats, run_origin
 from .batch import error_rows
+from .incremental import Incremental
 from .pool import ReaderPool
 from .walk import DEFAULT_EXTENSIONS, Walker
 
@@ -37,9 +38,16 @@ class CrawlSummary:
     channels: int = 0
     attributes: int = 0
     errors: int = 0  # files (and directories) that failed, all in crawl_errors
-    inserted: int = 0
-    replaced: int = 0
-    unchanged: int = 0
+    inserted: int = 0  # new files
+    replaced: int = 0  # changed headers
+    unchanged: int = 0  # parsed (stat differed, or --full) but the header was the same
+    skipped: int = 0  # unchanged by (size, mtime): not opened
+    touched: int = 0  # --touch: skipped files whose last_inspected was updated
+    returned: int = 0  # were missing, back unchanged
+    missing: int = 0  # newly missing under the crawled roots (rows kept)
+    renamed: int = 0  # missing files found again under a new path (same inode, size, mtime)
+    walked: int = 0  # files the walk found (in this shard)
+    stale_runs: int = 0  # earlier runs on this host found dead and marked interrupted
     batches: int = 0
     worker_restarts: int = 0
     seconds: float = 0.0
@@ -139,13 +147,22 @@ def crawl(
     native: bool | None = None,
     pool: ReaderPool | None = None,
     progress: Callable[[CrawlSummary], None] | None = None,
+    full: bool = False,
+    touch: bool = False,
+    shard: tuple[int, int] | None = None,
+    max_depth: int | None = None,
+    one_file_system: bool = False,
 ) -> CrawlSummary:
     """Crawl ``roots`` into ``catalog``. Per-file failures become crawl_errors rows; the crawl goes on.
 
-    ``pool`` may be created by the caller before the catalog is opened (the pool
-    forks, and forking after a database has started its threads is unsafe).
+    Incremental unless ``full``: only new files and files whose (size, mtime) changed
+    are parsed; after the last batch, catalogued files under the roots that were not
+    seen are marked missing (renames recognised by inode). ``pool`` may be created by
+    the caller before the catalog is opened (the pool forks, and forking after a
+    database has started its threads is unsafe).
     """
-    walker = Walker(roots, excludes=excludes, extensions=extensions, chunk_size=chunk_size)
+    walker = Walker(roots, excludes=excludes, extensions=extensions, chunk_size=chunk_size, shard=shard,
+                    max_depth=max_depth, one_file_system=one_file_system)
     summary = CrawlSummary(run_id=uuid.uuid4().hex, roots=list(walker.roots))
     started = _now()
     t0 = time.perf_counter()
@@ -153,7 +170,9 @@ def crawl(
     if pool is None:
         pool = ReaderPool(workers if workers is not None else (os.cpu_count() or 1), native=native)
     catalog.ensure_schema()
+    summary.stale_runs = mark_dead_runs(catalog)
     catalog.start_run(summary.run_id, summary.roots, started)
+    plan = Incremental(catalog, walker, now=started, full=full, touch=touch, chunk_size=chunk_size)
     pending: list[IngestBatch] = []
     pending_bytes = pending_files = 0
     walk_errors_seen = 0
@@ -171,8 +190,15 @@ def crawl(
             writer.put(IngestBatch.concat(pending))
         pending, pending_bytes, pending_files = [], 0, 0
 
+    def report() -> None:
+        c = plan.changes
+        summary.walked, summary.skipped, summary.touched, summary.returned = c.walked, c.skipped, c.touched, c.returned
+        if progress:
+            summary.seconds = time.perf_counter() - t0
+            progress(summary)
+
     try:
-        for _paths, batch in pool.run(walker, _now(), summary.run_id):
+        for _paths, batch in pool.run(plan.chunks(), started, summary.run_id):
             pending.append(batch)
             pending_bytes += sum(t.nbytes for t in batch.tables().values())
             pending_files += batch.num_files
@@ -183,12 +209,13 @@ def crawl(
             summary.errors += batch.errors.num_rows
             if pending_files >= FLUSH_FILES or pending_bytes >= FLUSH_BYTES:
                 flush()
-            if progress:
-                summary.seconds = time.perf_counter() - t0
-                progress(summary)
+            report()
         summary.errors += len(walker.errors)
         flush()
         writer.close()
+        report()
+        plan.finish()
+        summary.missing, summary.renamed = plan.changes.missing, plan.changes.renamed
         summary.status = "completed"
     except KeyboardInterrupt:
         summary.status = "interrupted"
@@ -203,10 +230,43 @@ def crawl(
         if own_pool:
             pool.close()
         summary.seconds = time.perf_counter() - t0
-        summary.files_per_s = (summary.files + summary.errors) / summary.seconds if summary.seconds > 0 else 0.0
+        summary.files_per_s = (summary.walked + len(walker.errors)) / summary.seconds if summary.seconds > 0 else 0.0
         try:
             catalog.finish_run(summary.run_id, summary.status, summary.to_dict(), _now())
         except Exception:  # noqa: BLE001 - the run's own failure is the error worth reporting
             if summary.status == "completed":
                 raise
     return summary
+
+
+def mark_dead_runs(catalog: Catalog) -> int:
+    """Runs left ``running`` by a crawl on this host whose process is gone become ``interrupted``.
+
+    A run on another host cannot be checked from here and is left alone: it may
+    still be going (a shard of the same crawl).
+    """
+    host, _ = run_origin()
+    stale = 0
+    runs = catalog.runs("running")
+    for run_id, run_host, pid in zip(runs["run_id"].to_pylist(), runs["host"].to_pylist(), runs["pid"].to_pylist(),
+                                     strict=True):
+        if run_host == host and pid is not None and not _crawler_alive(pid):
+            catalog.finish_run(run_id, "interrupted", None, None)
+            stale += 1
+    return stale
+
+
+def _crawler_alive(pid: int) -> bool:
+    """Is ``pid`` a live exr-inspector process (not a recycled pid)?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True  # no /proc: trust that the pid exists
+    return b"exr_inspector" in cmd or b"exr-inspector" in cmd or pid == os.getpid()

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import xxhash
+
 DEFAULT_EXTENSIONS = (".exr",)
 
 
@@ -25,13 +27,57 @@ class WalkError:
 
 
 @dataclass
+class WalkChunk:
+    """Paths with the stat facts an incremental crawl compares (-1 where stat failed: parse it)."""
+
+    paths: list[str] = field(default_factory=list)
+    size: list[int] = field(default_factory=list)
+    mtime_ns: list[int] = field(default_factory=list)
+    inode: list[int] = field(default_factory=list)
+
+    def add(self, path: str, st: os.stat_result | None) -> None:
+        self.paths.append(path)
+        self.size.append(st.st_size if st else -1)
+        self.mtime_ns.append(st.st_mtime_ns if st else -1)
+        self.inode.append(st.st_ino if st else -1)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` with 0 <= K < N: this process takes the directories whose path hash is K mod N."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected K/N, e.g. 3/16") from None
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"--shard {text!r}: need 0 <= K < N (shards are numbered from 0, like Slurm array ids)")
+    return k, n
+
+
+def shard_of(directory: str, n: int) -> int:
+    """The shard owning a directory's files: a stable hash of its normalised path (never Python's hash())."""
+    return xxhash.xxh64_intdigest(directory.encode("utf-8", "surrogateescape")) % n
+
+
+@dataclass
 class Walker:
-    """Yields lists of file paths; ``errors`` collects what could not be listed."""
+    """Yields chunks of candidate files; ``errors`` collects what could not be listed.
+
+    ``shard=(k, n)`` keeps only the files of directories whose ``shard_of`` is k
+    (every process still descends the whole tree, which costs a listing, not a
+    stat, per directory). ``max_depth`` counts directory levels below a root (0:
+    the root's own files). ``one_file_system`` does not cross into other mounts.
+    """
 
     roots: Sequence[str]
     excludes: Sequence[str] = ()
     extensions: Sequence[str] = DEFAULT_EXTENSIONS
     chunk_size: int = 2048
+    shard: tuple[int, int] | None = None
+    max_depth: int | None = None
+    one_file_system: bool = False
     errors: list[WalkError] = field(default_factory=list)
     dirs_seen: int = 0
 
@@ -45,10 +91,37 @@ class Walker:
         ex = self._exclude
         return ex is not None and (ex.match(path) is not None or ex.match(name) is not None)
 
+    def prefix_of(self, root: str) -> str:
+        """The catalog key prefix of everything under ``root`` (a root that is a file is its own prefix)."""
+        return root if root.lower().endswith(self._ext) else root.rstrip(os.sep) + os.sep
+
+    def wanted(self, path: str) -> bool:
+        """Would a walk reach this (catalogued) file? Extension, excludes, shard and depth; not its existence."""
+        name = os.path.basename(path)
+        if not name.lower().endswith(self._ext) or self._excluded(path, name):
+            return False
+        parent = os.path.dirname(path)
+        if self.shard is not None and shard_of(parent, self.shard[1]) != self.shard[0]:
+            return False
+        root = next((r for r in self.roots if path == r or path.startswith(r.rstrip(os.sep) + os.sep)), None)
+        if root is None:
+            return False
+        if any(self._excluded(d, os.path.basename(d)) for d in _between(root, parent)):
+            return False
+        if self.max_depth is not None and root != path:
+            depth = parent[len(root):].count(os.sep)
+            return depth <= self.max_depth
+        return True
+
     def __iter__(self) -> Iterator[list[str]]:
-        chunk: list[str] = []
+        for chunk in self.chunks(stat=False):
+            yield chunk.paths
+
+    def chunks(self, stat: bool = True) -> Iterator[WalkChunk]:
+        """Chunks of files in walk order (depth-first, names sorted), each stat'ed if ``stat``."""
+        chunk = WalkChunk()
         seen: set[tuple[int, int]] = set()
-        stack: list[str] = []
+        stack: list[tuple[str, int, int]] = []  # (directory, depth, device)
         for root in self.roots:
             try:
                 st = os.stat(root)
@@ -56,24 +129,26 @@ class Walker:
                 self.errors.append(WalkError(root, "io_error", f"{root}: cannot read crawl root: {e.strerror}"))
                 continue
             if os.path.isdir(root):
-                stack.append(root)
+                stack.append((root, 0, st.st_dev))
             elif root.lower().endswith(self._ext) and not self._excluded(root, os.path.basename(root)):
-                chunk.append(root)
-            del st
+                chunk.add(root, st if stat else None)
         while stack:
-            d = stack.pop()
+            d, depth, dev = stack.pop()
             try:
                 st = os.stat(d)
                 key = (st.st_dev, st.st_ino)
                 if key in seen:
                     continue
                 seen.add(key)
+                if self.one_file_system and st.st_dev != dev:
+                    continue
                 self.dirs_seen += 1
                 with os.scandir(d) as it:
                     entries = sorted(it, key=lambda e: e.name)
             except OSError as e:
                 self.errors.append(WalkError(d, "io_error", f"{d}: cannot list directory: {e.strerror}"))
                 continue
+            mine = self.shard is None or shard_of(d, self.shard[1]) == self.shard[0]
             subdirs = []
             for entry in entries:
                 path = entry.path
@@ -84,18 +159,34 @@ class Walker:
                 except OSError:
                     is_dir = False
                 if is_dir:
-                    subdirs.append(path)
-                elif entry.name.lower().endswith(self._ext):
+                    if self.max_depth is None or depth < self.max_depth:
+                        subdirs.append(path)
+                elif mine and entry.name.lower().endswith(self._ext):
                     if not path.isascii() and not _utf8(path):
                         self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
                         continue
-                    chunk.append(path)
+                    est = None
+                    if stat:
+                        try:
+                            est = entry.stat()
+                        except OSError:  # vanished or unreadable: the reader reports it
+                            est = None
+                    chunk.add(path, est)
                     if len(chunk) >= self.chunk_size:
                         yield chunk
-                        chunk = []
-            stack.extend(reversed(subdirs))  # depth-first, in name order
+                        chunk = WalkChunk()
+            stack.extend((sd, depth + 1, dev) for sd in reversed(subdirs))  # depth-first, in name order
         if chunk:
             yield chunk
+
+
+def _between(root: str, directory: str) -> list[str]:
+    """The directories from just below ``root`` down to ``directory``."""
+    out = []
+    while directory != root and directory.startswith(root):
+        out.append(directory)
+        directory = os.path.dirname(directory)
+    return out
 
 
 def _outermost(roots) -> list[str]:

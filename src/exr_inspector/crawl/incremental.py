@@ -1,0 +1,159 @@
+"""What a re-crawl must parse, and what went missing: the walk's stat against the catalog.
+
+A file whose ``(size, mtime_ns)`` equal the catalog's is not opened. The walk is
+compared window by window (``lookup`` of a few thousand paths at a time), so
+memory is bounded by the window, not the catalog. Seen paths are kept only as
+sorted 64-bit hashes (8 bytes a file) for the missing-file pass at the end, which
+streams the catalog's rows under each root (``iter_prefix``) and picks out those
+not seen. A missing file whose inode, size and mtime reappear under a new path in
+this run was renamed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+
+from ..catalog.base import Catalog
+from .walk import WalkChunk, Walker
+
+WINDOW = 16384  # paths per catalog lookup: one round trip per window, bounded memory
+_MISSING_COLUMNS = ["file_path_normalized", "missing_since", "inode", "size_bytes", "mtime_ns"]
+
+
+@dataclass
+class Changes:
+    """What the walk found, before parsing: counts for the summary."""
+
+    walked: int = 0
+    skipped: int = 0  # unchanged by stat: not opened
+    touched: int = 0  # unchanged and --touch: audit columns updated in bulk
+    returned: int = 0  # were missing, are back unchanged: missing_since cleared
+    missing: int = 0  # newly marked missing
+    renamed: int = 0
+
+
+def path_hashes(paths: list[str]) -> np.ndarray:
+    h = xxhash.xxh64_intdigest
+    return np.fromiter((h(p.encode("utf-8", "surrogateescape")) for p in paths), np.uint64, len(paths))
+
+
+class Incremental:
+    """Turns the walk into chunks of paths to parse; ``finish`` then marks missing files and renames.
+
+    ``full`` parses everything (still recording what was seen). ``touch`` updates
+    ``last_inspected`` of unchanged files in bulk; by default a no-op re-crawl
+    writes nothing but its run row.
+    """
+
+    def __init__(self, catalog: Catalog, walker: Walker, *, now: dt.datetime, full: bool = False,
+                 touch: bool = False, chunk_size: int = 1024, window: int = WINDOW) -> None:
+        self.catalog = catalog
+        self.walker = walker
+        self.now = now
+        self.full = full
+        self.touch = touch
+        self.chunk_size = chunk_size
+        self.window = window
+        self.changes = Changes()
+        self._seen: list[np.ndarray] = []
+
+    def _windows(self) -> Iterator[WalkChunk]:
+        pending = WalkChunk()
+        for chunk in self.walker.chunks(stat=True):
+            for name in ("paths", "size", "mtime_ns", "inode"):
+                getattr(pending, name).extend(getattr(chunk, name))
+            if len(pending) >= self.window:
+                yield pending
+                pending = WalkChunk()
+        if len(pending):
+            yield pending
+
+    def chunks(self) -> Iterator[list[str]]:
+        """Chunks of paths the readers must parse, in walk order."""
+        for w in self._windows():
+            self.changes.walked += len(w)
+            self._seen.append(path_hashes(w.paths))
+            parse = w.paths if self.full else self._plan(w)
+            for i in range(0, len(parse), self.chunk_size):
+                yield parse[i:i + self.chunk_size]
+
+    def _plan(self, w: WalkChunk) -> list[str]:
+        walked = pa.table({"file_path_normalized": pa.array(w.paths, pa.string()),
+                           "w_size": pa.array(w.size, pa.int64()), "w_mtime": pa.array(w.mtime_ns, pa.int64()),
+                           "w_index": pa.array(np.arange(len(w), dtype=np.int64))})
+        known = self.catalog.lookup(walked["file_path_normalized"])
+        if known.num_rows == 0:
+            return w.paths
+        j = walked.join(known.select(["file_path_normalized", "size_bytes", "mtime_ns", "missing_since"]),
+                        "file_path_normalized", join_type="left outer", use_threads=False)
+        same = pc.fill_null(pc.and_(pc.equal(j["w_size"], j["size_bytes"]), pc.equal(j["w_mtime"], j["mtime_ns"])),
+                            False)
+        back = pc.and_(same, pc.is_valid(j["missing_since"]))
+        idx = np.sort(pc.filter(j["w_index"], pc.invert(same)).to_numpy())
+        self.changes.skipped += pc.sum(same).as_py() or 0
+        returned = pc.filter(j["file_path_normalized"], back)
+        if self.touch:
+            unchanged = pc.filter(j["file_path_normalized"], same)
+            self.changes.touched += self.catalog.touch(unchanged, self.now) if len(unchanged) else 0
+        elif len(returned):
+            self.catalog.touch(returned, self.now)
+        self.changes.returned += len(returned)
+        return [w.paths[i] for i in idx]
+
+    def finish(self, progress: Callable[[], None] | None = None) -> None:
+        """After every batch is committed: mark files not seen as missing, and apply renames."""
+        seen = np.unique(np.concatenate(self._seen)) if self._seen else np.empty(0, np.uint64)
+        gone: list[pa.RecordBatch] = []
+        for root in self.walker.roots:
+            for rb in self.catalog.iter_prefix(self.walker.prefix_of(root), _MISSING_COLUMNS):
+                paths = rb.column(0).to_pylist()
+                h = path_hashes(paths)
+                pos = np.minimum(np.searchsorted(seen, h), max(len(seen) - 1, 0))
+                unseen = (seen[pos] != h) if len(seen) else np.ones(len(h), bool)
+                unseen &= rb.column(1).is_null().to_numpy(zero_copy_only=False)
+                if unseen.any():
+                    cand = rb.filter(pa.array(unseen))
+                    keep = [self.walker.wanted(p) for p in cand.column(0).to_pylist()]
+                    gone.append(cand.filter(pa.array(keep, pa.bool_())))
+            if progress:
+                progress()
+        if not gone:
+            return
+        gone_t = pa.Table.from_batches(gone)
+        if gone_t.num_rows == 0:
+            return
+        renames = self._renames(gone_t)
+        if renames:
+            old, new = zip(*renames, strict=True)
+            self.changes.renamed = self.catalog.apply_renames(list(old), list(new))
+            gone_t = gone_t.filter(pc.invert(pc.is_in(gone_t["file_path_normalized"], value_set=pa.array(old))))
+        self.changes.missing = self.catalog.mark_missing(gone_t["file_path_normalized"], self.now)
+
+    def _renames(self, gone: pa.Table) -> list[tuple[str, str]]:
+        """(old, new) where a file first seen in this run has a gone file's inode, size and mtime."""
+        inodes = [i for i in set(gone["inode"].to_pylist()) if i is not None]
+        if not inodes:
+            return []
+        cols = ["file_path_normalized", "inode", "size_bytes", "mtime_ns", "first_seen", "missing_since"]
+        found = self.catalog.scan("files", cols, where={"inode": inodes})
+        fresh = {}
+        for r in found.to_pylist():
+            if r["missing_since"] is None and r["first_seen"] is not None and r["first_seen"] >= _naive(self.now):
+                fresh.setdefault((r["inode"], r["size_bytes"], r["mtime_ns"]), r["file_path_normalized"])
+        out = []
+        for r in gone.to_pylist():
+            new = fresh.pop((r["inode"], r["size_bytes"], r["mtime_ns"]), None)
+            if new is not None and new != r["file_path_normalized"]:
+                out.append((r["file_path_normalized"], new))
+        return out
+
+
+def _naive(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
