@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
     from .catalog.base import CatalogError
     from .crawl.pipeline import crawl
     from .crawl.pool import ReaderPool
+    from .crawl.walk import parse_shard
 
     for root in args.roots:
         if not os.path.exists(root):
@@ -61,12 +63,30 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
     if workers < 0:
         print("exr-inspector: --workers must be >= 0", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as e:
+        print(f"exr-inspector: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.batch_files < 1:
+        print("exr-inspector: --batch-files must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.max_depth is not None and args.max_depth < 0:
+        print("exr-inspector: --max-depth must be >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    extensions = [e.strip() for e in args.include_ext.split(",") if e.strip()]
+    if not extensions:
+        print("exr-inspector: --include-ext needs at least one extension", file=sys.stderr)
+        return EXIT_USAGE
     progress = Progress()
     # The pool forks before the catalog opens: forking after DuckDB starts its threads is unsafe.
     with ReaderPool(workers) as pool:
         try:
             with _open_catalog(args) as catalog:
-                summary = crawl(args.roots, catalog, pool=pool, excludes=args.exclude, progress=progress)
+                summary = crawl(args.roots, catalog, pool=pool, excludes=args.exclude, extensions=extensions,
+                                progress=progress, full=args.full, touch=args.touch, shard=shard,
+                                max_depth=args.max_depth, one_file_system=args.one_file_system,
+                                batch_files=args.batch_files)
         except CatalogError as e:
             progress.done()
             return _catalog_error(e)
@@ -78,9 +98,11 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.buffer.write(canonical_json(summary.to_dict()) + b"\n")
     else:
-        print(f"crawled {', '.join(summary.roots)} into {args.catalog}")
-        print(f"  files     {summary.files:,} ({summary.inserted:,} new, {summary.replaced:,} changed, "
-              f"{summary.unchanged:,} unchanged)")
+        print(f"crawled {', '.join(summary.roots)} into {args.catalog}" + (f" (shard {args.shard})" if shard else ""))
+        print(f"  files     {summary.walked:,} found: {summary.inserted:,} new, {summary.replaced:,} changed, "
+              f"{summary.unchanged + summary.skipped:,} unchanged ({summary.skipped:,} not opened), "
+              f"{summary.missing:,} missing, {summary.renamed:,} renamed" +
+              (f", {summary.returned:,} back" if summary.returned else ""))
         print(f"  parts     {summary.parts:,}")
         print(f"  channels  {summary.channels:,}")
         print(f"  errors    {summary.errors:,}" + (
@@ -89,6 +111,30 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
         print(f"  time      {summary.seconds:.2f} s, {summary.files_per_s:,.0f} files/s, "
               f"{summary.batches} batch(es), run {summary.run_id}")
     return EXIT_FAILED if args.strict and summary.errors else EXIT_OK
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    """Delete files missing for longer than --missing-for days."""
+    import datetime as dt
+
+    from .catalog.base import CatalogError
+    from .crawl.walk import normalize
+
+    if args.missing_for < 0:
+        print("exr-inspector: --missing-for must be >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    cutoff = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=args.missing_for)
+    prefix = normalize(args.under).rstrip(os.sep) + os.sep if args.under else ""
+    try:
+        with _open_catalog(args) as catalog:
+            pruned = catalog.prune(cutoff, prefix)
+    except CatalogError as e:
+        return _catalog_error(e)
+    if args.json:
+        sys.stdout.buffer.write(canonical_json({"pruned": pruned, "missing_before": cutoff.isoformat()}) + b"\n")
+    else:
+        print(f"pruned {pruned:,} file(s) missing since before {cutoff:%Y-%m-%d %H:%M} UTC")
+    return EXIT_OK
 
 
 def _print_table(table, as_json: bool) -> None:
@@ -236,9 +282,41 @@ file failed, 2 usage, 3 the catalog cannot be opened or written.""",
     p.add_argument("--workers", type=int, default=None, help="reader processes (default: CPU count; 0: in-process)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="skip paths (or names) matching GLOB; repeatable")
+    p.add_argument("--include-ext", default=".exr", metavar="EXTS",
+                   help="comma-separated file extensions, any case (default .exr), e.g. .exr,.sxr")
+    p.add_argument("--max-depth", type=int, default=None, metavar="N",
+                   help="descend at most N directory levels below each root (0: the root's own files)")
+    p.add_argument("--one-file-system", action="store_true", help="do not cross into other mounted file systems")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="crawl only shard K of N (0 <= K < N), split by a stable hash of each directory")
+    p.add_argument("--full", action="store_true", help="parse every file, even those unchanged since the last crawl")
+    p.add_argument("--touch", action="store_true",
+                   help="update last_inspected of unchanged files too (default: a no-op re-crawl writes nothing)")
+    p.add_argument("--batch-files", type=int, default=10_000, metavar="N",
+                   help="files per catalog transaction (default 10,000; batches also close at 16 MiB of rows)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 if any file failed")
     p.set_defaults(func=_cmd_crawl)
+
+    p = sub.add_parser(
+        "prune",
+        help="delete files that have been missing for a while",
+        description="Delete, in one transaction, the rows of every file (and its parts, channels and "
+                    "attributes) whose missing_since is more than DAYS days ago.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  exr-inspector prune --missing-for 30
+  exr-inspector prune --missing-for 7 --under /shows/kestrel --catalog vast://exr-data/exr_metadata --json
+
+A crawl marks files it no longer finds with missing_since; they stay in the catalog
+until pruned. exit codes: 0 done, 2 usage, 3 the catalog cannot be written.""",
+    )
+    p.add_argument("--missing-for", type=float, required=True, metavar="DAYS",
+                   help="prune files missing for more than DAYS days (0: all missing files)")
+    p.add_argument("--under", default=None, metavar="DIR", help="only files under this directory")
+    _catalog_option(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_prune)
 
     p = sub.add_parser(
         "similar",
@@ -272,12 +350,19 @@ file failed, 2 usage, 3 the catalog cannot be opened or written.""",
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    # A scheduler stops jobs with SIGTERM (Slurm at its time limit): treat it as Ctrl-C, so the
+    # current batch rolls back and the run is recorded as interrupted.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except BrokenPipeError:  # e.g. piped into `head`

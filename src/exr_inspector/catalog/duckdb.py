@@ -75,6 +75,11 @@ def _naive_utc(t: dt.datetime) -> dt.datetime:
     return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
+def _disk_full(e: BaseException) -> bool:
+    msg = str(e)
+    return "No space left on device" in msg or "File too large" in msg or "disk is full" in msg.lower()
+
+
 def _index_name(table: str) -> str:
     return _q(f"{table}_{'_'.join(INDEXES[table])}_idx")
 
@@ -173,6 +178,10 @@ class DuckDBCatalog(Catalog):
             with suppress(duckdb.Error):
                 con.rollback()
             if isinstance(e, Exception) and not isinstance(e, CatalogError):
+                if _disk_full(e):
+                    raise CatalogError(
+                        f"{what} failed: the disk holding catalog {self.path} is full; the batch was rolled back "
+                        "and committed batches are kept: free space, then run the same command again") from e
                 raise CatalogError(f"{what} failed on catalog {self.path} and was rolled back: {e}") from e
             raise
 

@@ -199,7 +199,7 @@ class _Tx:
     def select(self, name: str, columns: list[str], predicate=None, *, row_id: bool = False) -> pa.Table:
         t = self.table(name)
         pred = predicate(t) if callable(predicate) else predicate
-        return t.select(columns=columns, predicate=pred, internal_row_id=row_id).read_all()
+        return t.select(columns=list(columns), predicate=pred, internal_row_id=row_id).read_all()
 
     def select_in(self, name: str, columns: list[str], key: str, keys: pa.Array, *, row_id: bool = False) -> pa.Table:
         """Rows whose ``key`` is in ``keys``: one ``isin`` select per chunk below the request cap."""

@@ -7,6 +7,7 @@ the catalog rows come out the same. No per-file Python work happens here.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,6 +73,23 @@ def error_rows(paths: Sequence[str], codes: Sequence[str], messages: Sequence[st
     }, schema=CRAWL_ERRORS)
 
 
+def _vanished(errors: pa.Table) -> pa.Table:
+    """A file the walk listed but the reader could not open because it is gone: code ``vanished``."""
+    if errors.num_rows == 0:
+        return errors
+    gone = [code == "io_error" and not os.path.lexists(path)
+            for path, code in zip(errors["path"].to_pylist(), errors["error_code"].to_pylist(), strict=True)]
+    if not any(gone):
+        return errors
+    mask = pa.array(gone)
+    codes = pc.if_else(mask, "vanished", errors["error_code"])
+    msgs = pc.if_else(mask, pc.binary_join_element_wise(
+        errors["path"], ": vanished between the walk and the read (deleted or renamed meanwhile)", ""),
+        errors["message"])
+    return errors.set_column(errors.schema.get_field_index("error_code"), "error_code", codes).set_column(
+        errors.schema.get_field_index("message"), "message", msgs)
+
+
 def build_batch(raw: RawChunk, now: dt.datetime, run_id: str, *, keyed: bool = False) -> IngestBatch:
     """The catalog rows of one chunk, in the catalog schemas (children keyed by file_index if ``keyed``)."""
     files = raw.files
@@ -102,7 +120,7 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str, *, keyed: bool = F
                          + [_vectors(channel_vecs, CHANNELS.field("channel_fingerprint").type)])
     out_attrs = child(at, ATTRIBUTES, [at[name] for name in ATTRIBUTES.names[2:]])
 
-    err = raw.errors
+    err = _vanished(raw.errors)
     m = err.num_rows
     out_errors = pa.Table.from_arrays([
         err["path"], err["error_code"], err["message"], err["size_bytes"], _mtime(err["mtime_ns"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -26,6 +27,8 @@ from .walk import DEFAULT_EXTENSIONS, Walker
 
 FLUSH_FILES = 10_000  # files per upsert transaction
 FLUSH_BYTES = 16 << 20  # or this much Arrow data, whichever comes first (bounds memory)
+# Test hook for crash tests: SIGKILL this whole process right after the Nth batch commits.
+FAULT_KILL_AFTER_BATCHES = "EXR_INSPECTOR_FAULT_KILL_AFTER_BATCHES"
 
 
 @dataclass
@@ -107,6 +110,8 @@ class _Writer:
             s.batches += 1
             for code in codes:
                 s.error_codes[code] = s.error_codes.get(code, 0) + 1
+            if os.environ.get(FAULT_KILL_AFTER_BATCHES) == str(s.batches):
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def _check(self) -> None:
         if self.error is not None:
@@ -152,6 +157,7 @@ def crawl(
     shard: tuple[int, int] | None = None,
     max_depth: int | None = None,
     one_file_system: bool = False,
+    batch_files: int = FLUSH_FILES,
 ) -> CrawlSummary:
     """Crawl ``roots`` into ``catalog``. Per-file failures become crawl_errors rows; the crawl goes on.
 
@@ -161,6 +167,7 @@ def crawl(
     the caller before the catalog is opened (the pool forks, and forking after a
     database has started its threads is unsafe).
     """
+    chunk_size = max(1, min(chunk_size, batch_files))  # a batch is whole chunks
     walker = Walker(roots, excludes=excludes, extensions=extensions, chunk_size=chunk_size, shard=shard,
                     max_depth=max_depth, one_file_system=one_file_system)
     summary = CrawlSummary(run_id=uuid.uuid4().hex, roots=list(walker.roots))
@@ -207,7 +214,7 @@ def crawl(
             summary.channels += batch.channels.num_rows
             summary.attributes += batch.attributes.num_rows
             summary.errors += batch.errors.num_rows
-            if pending_files >= FLUSH_FILES or pending_bytes >= FLUSH_BYTES:
+            if pending_files >= batch_files or pending_bytes >= FLUSH_BYTES:
                 flush()
             report()
         summary.errors += len(walker.errors)

@@ -10,6 +10,8 @@ a ``worker_died`` error row. Innocent files are never blamed.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as dt
 import gc
 import glob
@@ -116,8 +118,15 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and shuts the pool down
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the CLI's SIGTERM-as-Ctrl-C is for the parent only
+    # A reader must not outlive a crawl killed with SIGKILL: siblings keep the task pipe open,
+    # so an orphan would wait forever (and hold the crawl's stdout open). Linux only.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # died before prctl took effect
+        os._exit(1)
 
 
 def died_rows(paths: list[str], now: dt.datetime, run_id: str, code: str = "worker_died",
@@ -145,7 +154,7 @@ class ReaderPool:
         """
         warm_up()
         freeze_heap()
-        ex = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
+        ex = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_worker_init, initargs=(os.getpid(),))
         for f in [ex.submit(time.sleep, 0.05) for _ in range(self.workers)]:
             f.result()
         return ex
