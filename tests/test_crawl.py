@@ -200,9 +200,7 @@ def test_cli_exit_codes_and_json(tree, tmp_path):
 def test_catalog_failure_mid_crawl_stops_cleanly(tree, tmp_path, monkeypatch):
     """A batch the catalog refuses is rolled back, the crawl stops with the error, the run says failed."""
     from exr_inspector.catalog.base import CatalogError
-    from exr_inspector.crawl import pipeline
 
-    monkeypatch.setattr(pipeline, "FLUSH_FILES", 20)  # several batches
     db = tmp_path / "c.duckdb"
     with ReaderPool(2) as pool, open_catalog(str(db)) as cat:
         real = cat.upsert
@@ -216,7 +214,7 @@ def test_catalog_failure_mid_crawl_stops_cleanly(tree, tmp_path, monkeypatch):
 
         monkeypatch.setattr(cat, "upsert", flaky)
         with pytest.raises(CatalogError, match="injected"):
-            crawl([str(tree)], cat, pool=pool, chunk_size=8)
+            crawl([str(tree)], cat, pool=pool, chunk_size=8, batch_files=20)  # several batches
         monkeypatch.setattr(cat, "upsert", real)
         assert cat.count("files") == calls[0]  # only the first batch is in
         assert cat.query("SELECT status FROM crawl_runs").to_pylist() == [{"status": "failed"}]

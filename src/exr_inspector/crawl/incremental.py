@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 from ..catalog.base import Catalog
+from ..embed.kernels import hash_strings
 from .walk import WalkChunk, Walker
 
 WINDOW = 16384  # paths per catalog lookup: one round trip per window, bounded memory
@@ -39,9 +39,9 @@ class Changes:
     renamed: int = 0
 
 
-def path_hashes(paths: list[str]) -> np.ndarray:
-    h = xxhash.xxh64_intdigest
-    return np.fromiter((h(p.encode("utf-8", "surrogateescape")) for p in paths), np.uint64, len(paths))
+def path_hashes(paths: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """XXH64 of each path, in bulk (numba, over the Arrow buffers)."""
+    return hash_strings(paths)
 
 
 class Incremental:
@@ -79,13 +79,14 @@ class Incremental:
         """Chunks of paths the readers must parse, in walk order."""
         for w in self._windows():
             self.changes.walked += len(w)
-            self._seen.append(path_hashes(w.paths))
-            parse = w.paths if self.full else self._plan(w)
+            arr = pa.array(w.paths, pa.string())
+            self._seen.append(path_hashes(arr))
+            parse = w.paths if self.full else self._plan(w, arr)
             for i in range(0, len(parse), self.chunk_size):
                 yield parse[i:i + self.chunk_size]
 
-    def _plan(self, w: WalkChunk) -> list[str]:
-        walked = pa.table({"file_path_normalized": pa.array(w.paths, pa.string()),
+    def _plan(self, w: WalkChunk, arr: pa.Array) -> list[str]:
+        walked = pa.table({"file_path_normalized": arr,
                            "w_size": pa.array(w.size, pa.int64()), "w_mtime": pa.array(w.mtime_ns, pa.int64()),
                            "w_index": pa.array(np.arange(len(w), dtype=np.int64))})
         known = self.catalog.lookup(walked["file_path_normalized"])
@@ -113,8 +114,7 @@ class Incremental:
         gone: list[pa.RecordBatch] = []
         for root in self.walker.roots:
             for rb in self.catalog.iter_prefix(self.walker.prefix_of(root), _MISSING_COLUMNS):
-                paths = rb.column(0).to_pylist()
-                h = path_hashes(paths)
+                h = path_hashes(rb.column(0))
                 pos = np.minimum(np.searchsorted(seen, h), max(len(seen) - 1, 0))
                 unseen = (seen[pos] != h) if len(seen) else np.ones(len(h), bool)
                 unseen &= rb.column(1).is_null().to_numpy(zero_copy_only=False)

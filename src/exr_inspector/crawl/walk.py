@@ -118,8 +118,10 @@ class Walker:
             yield chunk.paths
 
     def chunks(self, stat: bool = True) -> Iterator[WalkChunk]:
-        """Chunks of files in walk order (depth-first, names sorted), each stat'ed if ``stat``."""
+        """Chunks of files in walk order (depth-first by sorted directory name), each stat'ed if ``stat``."""
         chunk = WalkChunk()
+        paths, sizes, mtimes, inodes = chunk.paths, chunk.size, chunk.mtime_ns, chunk.inode
+        ex, ext, chunk_size = self._exclude, self._ext, self.chunk_size
         seen: set[tuple[int, int]] = set()
         stack: list[tuple[str, int, int]] = []  # (directory, depth, device)
         for root in self.roots:
@@ -144,15 +146,16 @@ class Walker:
                     continue
                 self.dirs_seen += 1
                 with os.scandir(d) as it:
-                    entries = sorted(it, key=lambda e: e.name)
+                    entries = list(it)  # files in directory order; subdirectories are sorted below
             except OSError as e:
                 self.errors.append(WalkError(d, "io_error", f"{d}: cannot list directory: {e.strerror}"))
                 continue
             mine = self.shard is None or shard_of(d, self.shard[1]) == self.shard[0]
             subdirs = []
+            # The hot loop of a no-op re-crawl: one stat per file and little else.
             for entry in entries:
-                path = entry.path
-                if self._excluded(path, entry.name):
+                name = entry.name
+                if ex is not None and (ex.match(entry.path) is not None or ex.match(name) is not None):
                     continue
                 try:
                     is_dir = entry.is_dir()  # follows symlinks; loops are cut by `seen`
@@ -160,21 +163,28 @@ class Walker:
                     is_dir = False
                 if is_dir:
                     if self.max_depth is None or depth < self.max_depth:
-                        subdirs.append(path)
-                elif mine and entry.name.lower().endswith(self._ext):
+                        subdirs.append(entry.path)
+                elif mine and name.lower().endswith(ext):
+                    path = entry.path
                     if not path.isascii() and not _utf8(path):
                         self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
                         continue
-                    est = None
+                    paths.append(path)
                     if stat:
                         try:
                             est = entry.stat()
+                            sizes.append(est.st_size)
+                            mtimes.append(est.st_mtime_ns)
+                            inodes.append(est.st_ino)
                         except OSError:  # vanished or unreadable: the reader reports it
-                            est = None
-                    chunk.add(path, est)
-                    if len(chunk) >= self.chunk_size:
+                            sizes.append(-1)
+                            mtimes.append(-1)
+                            inodes.append(-1)
+                    if len(paths) >= chunk_size:
                         yield chunk
                         chunk = WalkChunk()
+                        paths, sizes, mtimes, inodes = chunk.paths, chunk.size, chunk.mtime_ns, chunk.inode
+            subdirs.sort()
             stack.extend((sd, depth + 1, dev) for sd in reversed(subdirs))  # depth-first, in name order
         if chunk:
             yield chunk
