@@ -236,5 +236,7 @@ def test_reader_exception_becomes_error_rows(tree, tmp_path, monkeypatch):
     summary, counts = run_crawl([tree], tmp_path / "c.duckdb", workers=2, chunk_size=10)
     with open_catalog(str(tmp_path / "c.duckdb")) as cat:
         bad = cat.query("SELECT count(*) AS n FROM crawl_errors WHERE error_code = 'internal_error'").to_pylist()
+        failed = cat.query("SELECT count(DISTINCT path) AS n FROM crawl_errors").to_pylist()[0]["n"]
     assert summary.status == "completed" and bad[0]["n"] > 0
-    assert counts["files"] + bad[0]["n"] + 5 == 125  # every file is either in the catalog or an error
+    assert counts["files"] + failed == 125  # every file is either in the catalog or an error (some damaged
+    # files share a chunk with the victim directory and are internal_error rows instead)
