@@ -32,6 +32,8 @@ demo: install
 bench: install
 	$(PY) bench/bench_header.py
 	$(PY) bench/bench_crawl.py
+	$(PY) bench/bench_recrawl.py
+	$(PY) bench/bench_vast.py
 	$(PY) bench/eval_recall.py
 	$(PY) -m pytest -q bench --benchmark-only --benchmark-columns=median,ops
 
