@@ -35,7 +35,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from bench_crawl import ensure_tree, list_exr, spread, verdict  # noqa: E402
-
 from exr_inspector.catalog.base import IngestBatch  # noqa: E402
 from exr_inspector.catalog.vast import INSERT_SLICE, MAX_REQUEST, VastCatalog  # noqa: E402
 from exr_inspector.crawl.batch import build_batch  # noqa: E402
