@@ -363,3 +363,30 @@ def test_parallel_writers_lose_nothing(server, small_tree):
         paths = cat.scan("files", ["file_path_normalized"])["file_path_normalized"]
         assert len(paths) == 120 and pc.count_distinct(paths).as_py() == 120
         assert cat.count("parts") == summary.parts and cat.count("channels") == summary.channels
+
+
+# -- DataEngine handler -----------------------------------------------------------------
+
+
+def test_dataengine_handler_writes_and_reports_skipped_persistence(server, small_tree, monkeypatch):
+    from exr_inspector import dataengine
+
+    for k in ("VAST_DB_ENDPOINT", "S3_ENDPOINT", "VAST_DB_ACCESS_KEY", "VAST_DB_SECRET_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    files = sorted(str(p) for p in small_tree.rglob("*.exr"))[:3]
+    dataengine.init({})
+    # No endpoint anywhere: the files are parsed, and the result says nothing was written and why.
+    out = dataengine.handler({}, {"paths": files})
+    assert (out["files"], out["persistence"]) == (3, "skipped")
+    assert "VAST_DB_ENDPOINT not configured" in out["reason"]
+    schema = f"de_{uuid.uuid4().hex[:8]}"
+    ctx = {"vastdb_endpoint": server.endpoint, "vastdb_access_key": ACCESS, "vastdb_secret_key": SECRET,
+           "bucket": BUCKET, "schema": schema, "allow_insecure": True}
+    out = dataengine.handler(ctx, {"paths": files + [str(small_tree / "nope.exr")]})
+    assert (out["persistence"], out["inserted"], out["files"]) == ("written", 3, 3)
+    assert [e["code"] for e in out["errors"]] == ["vanished"]  # named by the event, gone when read
+    assert dataengine.handler(ctx, {"path": files[0]})["unchanged"] == 1
+    bad = dataengine.handler(dict(ctx, vastdb_secret_key="not-the-secret-key"), {"path": files[0]})
+    assert bad["persistence"] == "failed" and "403" in bad["reason"] and "not-the-secret-key" not in str(bad)
+    with open_vast(server, schema, read_only=True) as cat:
+        assert cat.count("files") == 3 and cat.count("crawl_errors") == 1
