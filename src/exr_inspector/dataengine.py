@@ -39,10 +39,9 @@ def _catalog(settings: dict):
     from .catalog.vast_config import VastConfig
 
     config = VastConfig.resolve("vast://", **settings)
-    key = (config.endpoint, config.bucket, config.schema, config.access_key)
-    if key not in _catalogs:
-        _catalogs[key] = VastCatalog(config.url, config=config)
-    return _catalogs[key]
+    if config not in _catalogs:  # one Session per distinct configuration, reused across events
+        _catalogs[config] = VastCatalog(config.url, config=config)
+    return _catalogs[config]
 
 
 def handler(ctx, event: Mapping) -> dict:
