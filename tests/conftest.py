@@ -90,3 +90,19 @@ def damaged_rows() -> list[dict]:
 def edge_rows() -> list[dict]:
     """Crafted header edge cases (synthetic/edge), each with its own expectation."""
     return [r for r in manifest_rows() if _kind(r) == "edge"]
+
+
+# -- the loopback VAST server, shared by every test module that needs one --------------
+
+VAST_BUCKET = "exr-data"
+VAST_ACCESS = "AKIAEXRINSPECTORTEST"
+VAST_SECRET = "s3cr3t-Exr-Inspector-Key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def vast_server():
+    """A loopback VAST server (tests/vastloop) with one Database bucket, for the real SDK."""
+    from vastloop.server import LoopbackVast
+
+    with LoopbackVast(buckets=[VAST_BUCKET], access_key=VAST_ACCESS, secret_key=VAST_SECRET) as srv:
+        yield srv

@@ -24,15 +24,15 @@ from exr_inspector.catalog.vast import INSERT_SLICE, MAX_REQUEST, VastCatalog, i
 from exr_inspector.catalog.vast_config import VastConfig, mask
 from vastloop.server import LoopbackVast
 
-BUCKET = "exr-data"
-ACCESS = "AKIAEXRINSPECTORTEST"
-SECRET = "s3cr3t-Exr-Inspector-Key-0123456789"
+from conftest import VAST_ACCESS as ACCESS
+from conftest import VAST_BUCKET as BUCKET
+from conftest import VAST_SECRET as SECRET
 
 
-@pytest.fixture(scope="module")
-def server():
-    with LoopbackVast(buckets=[BUCKET], access_key=ACCESS, secret_key=SECRET) as srv:
-        yield srv
+@pytest.fixture
+def server(vast_server):
+    yield vast_server
+    vast_server.clear_faults()
 
 
 def open_vast(server: LoopbackVast, schema: str | None = None, **kw) -> VastCatalog:

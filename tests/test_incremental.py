@@ -20,20 +20,13 @@ import pytest
 from exr_inspector.catalog.base import open_catalog
 from exr_inspector.crawl.pipeline import crawl
 from exr_inspector.crawl.walk import Walker, parse_shard, shard_of
-from vastloop.server import LoopbackVast
+
+from conftest import VAST_ACCESS as ACCESS
+from conftest import VAST_BUCKET as BUCKET
+from conftest import VAST_SECRET as SECRET
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from gen_tree import generate  # noqa: E402
-
-BUCKET = "exr-data"
-ACCESS = "AKIAINCREMENTALTEST"
-SECRET = "incremental-secret-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def vast_server():
-    with LoopbackVast(buckets=[BUCKET], access_key=ACCESS, secret_key=SECRET) as srv:
-        yield srv
 
 
 @dataclass

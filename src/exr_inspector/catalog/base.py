@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .schema import FILES, TABLES
+from .schema import FILES, TABLES, validate_batch
 
 # What an incremental crawl needs to know about a file it finds on disk.
 LOOKUP_COLUMNS = ("file_path_normalized", "size_bytes", "mtime_ns", "inode", "header_hash", "missing_since")
@@ -71,6 +72,24 @@ class IngestBatch:
     @property
     def num_files(self) -> int:
         return self.files.num_rows
+
+    def checked_keys(self) -> pa.Array:
+        """The files' keys, after refusing (CatalogError) a batch a backend must not write.
+
+        Every table must match its schema exactly, and no file may appear twice:
+        its child rows could not be told apart.
+        """
+        for name, table in self.tables().items():
+            try:
+                validate_batch(name, table)
+            except TypeError as e:
+                raise CatalogError(f"upsert refused: {e}") from e
+        keys = self.files.column("file_path_normalized").combine_chunks()
+        if pc.count_distinct(keys, mode="all").as_py() != len(keys):
+            counts = pc.value_counts(keys)
+            dups = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+            raise CatalogError(f"upsert refused: {len(dups)} file(s) appear more than once in the batch, e.g. {dups[0]}")
+        return keys
 
     def with_errors(self, errors: pa.Table) -> IngestBatch:
         return IngestBatch(self.files, self.parts, self.channels, self.attributes, errors, self.now)

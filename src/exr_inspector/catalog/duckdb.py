@@ -20,10 +20,9 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .base import LOOKUP_COLUMNS, LOOKUP_SCHEMA, Catalog, CatalogError, IngestBatch, UpsertStats, run_origin
-from .schema import EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES, validate_batch
+from .schema import EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES
 
 # DuckDB runs the upsert's set-based statements as hash joins over sequential
 # scans and never probes an ART index for them; child-table indexes only slowed
@@ -245,17 +244,8 @@ class DuckDBCatalog(Catalog):
         child rows could not be told apart. Child rows are written only for new
         and changed files; those of unchanged files are ignored.
         """
+        batch.checked_keys()
         tables = batch.tables()
-        for name, table in tables.items():
-            try:
-                validate_batch(name, table)
-            except TypeError as e:
-                raise CatalogError(f"upsert refused: {e}") from e
-        keys = batch.files.column("file_path_normalized")
-        if pc.count_distinct(keys, mode="all").as_py() != len(keys):
-            counts = pc.value_counts(keys)
-            dups = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-            raise CatalogError(f"upsert refused: {len(dups)} file(s) appear more than once in the batch, e.g. {dups[0]}")
         views = {name: f"_batch_{name}" for name in tables}
         con = self.con
         try:

@@ -32,7 +32,7 @@ from .base import (
     UpsertStats,
     run_origin,
 )
-from .schema import CRAWL_RUNS, EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES, validate_batch
+from .schema import CRAWL_RUNS, EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES
 from .vast_config import VastConfig, mask
 
 # The SDK logs every non-2xx response at ERROR before raising it; each failure is
@@ -364,17 +364,7 @@ class VastCatalog(Catalog):
 
     def upsert(self, batch: IngestBatch) -> UpsertStats:
         """Merge one batch in ONE transaction: lookup by key, update/delete by ``$row_id``, insert."""
-        tables = batch.tables()
-        for name, table in tables.items():
-            try:
-                validate_batch(name, table)
-            except TypeError as e:
-                raise CatalogError(f"upsert refused: {e}") from e
-        keys = batch.files.column("file_path_normalized").combine_chunks()
-        if pc.count_distinct(keys, mode="all").as_py() != len(keys):
-            counts = pc.value_counts(keys)
-            dups = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-            raise CatalogError(f"upsert refused: {len(dups)} file(s) appear more than once in the batch, e.g. {dups[0]}")
+        keys = batch.checked_keys()
         if batch.num_files == 0 and batch.errors.num_rows == 0:
             return UpsertStats()
         with self._transaction("upsert") as t:
