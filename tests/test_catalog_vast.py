@@ -189,6 +189,8 @@ def test_rollback_when_an_insert_fails_midway(server):
     (409, "Conflict", "409"),
     (503, "SlowDown", "503 SlowDown"),
     (507, "InsufficientCapacity", "507"),
+    (400, "MaxMessageLengthExceeded", "request too large"),
+    (400, "TabularMismatchColumnType", "type mismatch"),
 ])
 def test_error_statuses_map_to_clear_messages(server, status, code, match):
     with open_vast(server, max_tries=2) as cat:
@@ -217,6 +219,15 @@ def test_wrong_credentials_and_missing_bucket(server):
                     allow_insecure=True, timeout=5)
     with pytest.raises(CatalogError, match="schema 'never_made' does not exist"):
         open_vast(server, "never_made", read_only=True).lookup(["/x.exr"])
+
+
+def test_missing_table_is_reported(server):
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with server.connect().transaction() as tx:
+        tx.bucket(BUCKET).create_schema(schema)  # a schema nobody crawled into
+    with open_vast(server, schema, read_only=True) as cat:
+        with pytest.raises(CatalogError, match="a catalog table is missing.*crawl into it once"):
+            cat.lookup(["/a.exr"])
 
 
 def test_unreachable_and_timeout(server):

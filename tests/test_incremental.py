@@ -372,3 +372,22 @@ def test_disk_full_rolls_back_the_batch_and_exits_3(tmp_path):
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_one_file_system_stays_on_the_roots_mount(tmp_path):
+    root = tmp_path / "fs"
+    src = tmp_path / "src"
+    generate(src, 2, templates=1, seed=1)
+    one = exr_files(src)[0]
+    (root / "mnt").mkdir(parents=True)
+    shutil.copy2(one, root / "here.exr")
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root / "mnt")],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a file system inside the tree")
+    try:
+        shutil.copy2(one, root / "mnt" / "there.exr")
+        names = sorted(Path(p).name for c in Walker([str(root)], one_file_system=True) for p in c)
+        assert names == ["here.exr"]
+        assert sorted(Path(p).name for c in Walker([str(root)]) for p in c) == ["here.exr", "there.exr"]
+    finally:
+        subprocess.run(["umount", "-l", str(root / "mnt")])

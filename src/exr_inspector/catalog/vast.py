@@ -88,7 +88,7 @@ def _explain(e: BaseException, what: str, cfg: VastConfig) -> CatalogError | Non
         if "Mismatch" in code or "ColumnType" in code or "Unsupported" in code:
             return CatalogError(f"{what}: type mismatch: {cfg.url} has columns of other types than this "
                                 f"exr-inspector's schema version {SCHEMA_VERSION} ({code}: {e.message})")
-        if "TooLarge" in code or "Size" in code:
+        if "TooLarge" in code or "Size" in code or "MaxMessageLength" in code:
             return CatalogError(f"{what}: request too large for {where} ({code}: {e.message})")
         return CatalogError(f"{what}: {where} rejected the request (400 {code}: {e.message})")
     if isinstance(e, errors.Conflict):
