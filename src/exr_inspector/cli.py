@@ -33,13 +33,14 @@ class Progress:
         if not self.enabled or now - self._last < 0.2:
             return
         self._last = now
-        rate = (s.files + s.errors) / s.seconds if s.seconds else 0.0
-        self.stream.write(f"\r  {s.files:>10,} files  {s.errors:>6,} errors  {rate:>9,.0f} files/s  {s.seconds:7.1f}s ")
+        rate = s.walked / s.seconds if s.seconds else 0.0
+        self.stream.write(f"\r  {s.walked:>10,} found  {s.files:>10,} parsed  {s.skipped:>10,} unchanged  "
+                          f"{s.errors:>6,} errors  {rate:>9,.0f} files/s  {s.seconds:7.1f}s ")
         self.stream.flush()
 
     def done(self) -> None:
         if self.enabled:
-            self.stream.write("\r" + " " * 78 + "\r")
+            self.stream.write("\r" + " " * 110 + "\r")
             self.stream.flush()
 
 

@@ -53,7 +53,8 @@ class Incremental:
     """
 
     def __init__(self, catalog: Catalog, walker: Walker, *, now: dt.datetime, full: bool = False,
-                 touch: bool = False, chunk_size: int = 1024, window: int = WINDOW) -> None:
+                 touch: bool = False, chunk_size: int = 1024, window: int = WINDOW,
+                 progress: Callable[[], None] | None = None) -> None:
         self.catalog = catalog
         self.walker = walker
         self.now = now
@@ -61,6 +62,7 @@ class Incremental:
         self.touch = touch
         self.chunk_size = chunk_size
         self.window = window
+        self.progress = progress  # after each window: a no-op re-crawl parses nothing, yet runs long
         self.changes = Changes()
         self._seen: list[np.ndarray] = []
 
@@ -82,6 +84,8 @@ class Incremental:
             arr = pa.array(w.paths, pa.string())
             self._seen.append(path_hashes(arr))
             parse = w.paths if self.full else self._plan(w, arr)
+            if self.progress:
+                self.progress()
             for i in range(0, len(parse), self.chunk_size):
                 yield parse[i:i + self.chunk_size]
 

@@ -179,7 +179,8 @@ def crawl(
     catalog.ensure_schema()
     summary.stale_runs = mark_dead_runs(catalog)
     catalog.start_run(summary.run_id, summary.roots, started)
-    plan = Incremental(catalog, walker, now=started, full=full, touch=touch, chunk_size=chunk_size)
+    plan = Incremental(catalog, walker, now=started, full=full, touch=touch, chunk_size=chunk_size,
+                       progress=lambda: report())
     pending: list[IngestBatch] = []
     pending_bytes = pending_files = 0
     walk_errors_seen = 0
