@@ -581,8 +581,9 @@ class VastCatalog(Catalog):
         best_scores: list = []
         with self._transaction("search") as t:
             tb = t.table("files")
-            reader = tb.select(columns=["file_path", "file_id", "metadata_embedding"],
-                               predicate=pred(tb) if pred is not None else None)
+            cols = ["file_path", "file_id", "metadata_embedding"]
+            p = pred(tb) if pred is not None else None
+            reader = _index_search(tb, vec, k, cols, p) or tb.select(columns=cols, predicate=p)
             for rb in reader:
                 emb = rb.column("metadata_embedding")
                 ok = pc.is_valid(emb)
@@ -621,6 +622,24 @@ class VastCatalog(Catalog):
 
     def close(self) -> None:
         self._session = None
+
+
+def _index_search(tb, vec: np.ndarray, k: int, columns: list[str], predicate):
+    """Candidates from VAST's own vector search, when the files table has a vector index and
+    the ADBC driver (``vastdb[adbc]``) is installed; None otherwise (the caller scans).
+
+    The candidates are rescored exactly by the caller, so the ranking does not depend on
+    the index's distance convention for ``ip``. Only a live VAST 5.5+ cluster exercises
+    this path (tests/test_vast_live.py); the loopback server has no vector indexes.
+    """
+    if getattr(tb, "vector_index", None) is None:
+        return None
+    from vastdb.transaction import NoAdbcConnectionError
+
+    try:
+        return tb.vector_search(vec=vec.tolist(), columns=columns, limit=k, predicate=predicate)
+    except (NoAdbcConnectionError, ImportError):
+        return None
 
 
 def _set(table: pa.Table, name: str, values) -> pa.Table:
