@@ -401,3 +401,14 @@ def test_dataengine_handler_writes_and_reports_skipped_persistence(server, small
     assert bad["persistence"] == "failed" and "403" in bad["reason"] and "not-the-secret-key" not in str(bad)
     with open_vast(server, schema, read_only=True) as cat:
         assert cat.count("files") == 3 and cat.count("crawl_errors") == 1
+
+
+def test_read_only_refuses_writes(server):
+    with open_vast(server) as cat:
+        schema = cat.config.schema
+    with open_vast(server, schema, read_only=True) as ro:
+        assert ro.count("files") == 0
+        with pytest.raises(CatalogError, match="read-only"):
+            ro.upsert(make_batch(paths_of(1)))
+        with pytest.raises(CatalogError, match="read-only"):
+            ro.prune(T0)

@@ -264,11 +264,12 @@ class VastCatalog(Catalog):
     Settings not given as keyword arguments (``endpoint``, ``access_key``,
     ``secret_key``, ``bucket``, ``schema``, ``allow_insecure``, ``timeout``,
     ``max_tries``, ``writers``) come from the environment. Opening connects and,
-    unless ``read_only``, creates the schema and tables (get-or-create).
+    unless ``read_only``, creates the schema and tables (get-or-create); a
+    ``read_only`` catalog refuses every write.
     """
 
     def __init__(self, url: str = "vast://", *, read_only: bool = False, config: VastConfig | None = None,
-                 **settings) -> None:
+                 create: bool = True, **settings) -> None:
         self.config = config or VastConfig.resolve(url, **settings)
         self.url = self.config.url
         self.read_only = read_only
@@ -281,7 +282,7 @@ class VastCatalog(Catalog):
                 endpoint=c.endpoint, access=c.access_key, secret=c.secret_key, timeout=c.timeout,
                 backoff_config=BackoffConfig(max_tries=c.max_tries, max_time=max(30.0, 4 * c.timeout)),
             )
-        if not read_only:
+        if create and not read_only:
             self.ensure_schema()
 
     @property
@@ -291,7 +292,7 @@ class VastCatalog(Catalog):
 
     def clone(self) -> VastCatalog:
         """Another connection to the same catalog, for another writer thread (Sessions are not shareable)."""
-        return VastCatalog(self.url, read_only=True, config=self.config)
+        return VastCatalog(self.url, read_only=self.read_only, config=self.config, create=False)
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -308,10 +309,12 @@ class VastCatalog(Catalog):
             raise CatalogError(self.config.scrub(str(mapped))) from None
 
     @contextlib.contextmanager
-    def _transaction(self, what: str) -> Iterator[_Tx]:
+    def _transaction(self, what: str, write: bool = False) -> Iterator[_Tx]:
         """One SDK transaction: commit on success, rollback (by the SDK) on any exception."""
         if self._session is None:
             raise CatalogError(f"catalog {self.url} is closed")
+        if write and self.read_only:
+            raise CatalogError(f"{what}: catalog {self.url} was opened read-only")
         with self._errors(what), self._session.transaction() as tx:
             yield _Tx(tx, self.config)
 
@@ -333,7 +336,7 @@ class VastCatalog(Catalog):
         self._retrying("creating the schema", self._ensure_schema_once)
 
     def _ensure_schema_once(self) -> None:
-        with self._transaction("creating the schema") as t:
+        with self._transaction("creating the schema", write=True) as t:
             bucket = t.tx.bucket(self.config.bucket)
             schema = bucket.create_schema(self.config.schema, fail_if_exists=False)
             problems = []
@@ -367,7 +370,7 @@ class VastCatalog(Catalog):
         keys = batch.checked_keys()
         if batch.num_files == 0 and batch.errors.num_rows == 0:
             return UpsertStats()
-        with self._transaction("upsert") as t:
+        with self._transaction("upsert", write=True) as t:
             return self._merge(t, batch, keys)
 
     def _merge(self, t: _Tx, batch: IngestBatch, keys: pa.Array) -> UpsertStats:
@@ -439,11 +442,11 @@ class VastCatalog(Catalog):
         row = pa.table({"run_id": [run_id], "roots": [list(roots)], "started_at": [_naive_utc(started_at)],
                         "finished_at": [None], "status": ["running"], "counts": [None], "host": [host],
                         "pid": [pid]}, schema=CRAWL_RUNS)
-        with self._transaction("start_run") as t:
+        with self._transaction("start_run", write=True) as t:
             t.insert("crawl_runs", row)
 
     def finish_run(self, run_id: str, status: str, counts: dict | None, finished_at: dt.datetime | None) -> None:
-        with self._transaction("finish_run") as t:
+        with self._transaction("finish_run", write=True) as t:
             hits = t.select("crawl_runs", ["run_id"], lambda tb: tb["run_id"] == run_id, row_id=True)
             if hits.num_rows == 0:
                 raise CatalogError(f"finish_run: no run {run_id!r} in catalog {self.url}")
@@ -507,7 +510,7 @@ class VastCatalog(Catalog):
                               keys, row_id=True)
 
     def touch(self, paths, now: dt.datetime) -> int:
-        with self._transaction("touch") as t:
+        with self._transaction("touch", write=True) as t:
             rows = self._rows_of(t, paths)
             if rows.num_rows:
                 n = rows.num_rows
@@ -520,7 +523,7 @@ class VastCatalog(Catalog):
             return rows.num_rows
 
     def mark_missing(self, paths, since: dt.datetime) -> int:
-        with self._transaction("mark_missing") as t:
+        with self._transaction("mark_missing", write=True) as t:
             rows = self._rows_of(t, paths)
             rows = rows.filter(pc.is_null(rows["missing_since"]))
             if rows.num_rows:
@@ -543,7 +546,7 @@ class VastCatalog(Catalog):
             raise ValueError("apply_renames: old_paths and new_paths differ in length")
         if not len(old_paths):
             return 0
-        with self._transaction("apply_renames") as t:
+        with self._transaction("apply_renames", write=True) as t:
             self._delete_files(t, self._rows_of(t, old_paths))
             new = self._rows_of(t, new_paths)
             if new.num_rows:
@@ -555,7 +558,7 @@ class VastCatalog(Catalog):
             return new.num_rows
 
     def prune(self, missing_before: dt.datetime, prefix: str = "") -> int:
-        with self._transaction("prune") as t:
+        with self._transaction("prune", write=True) as t:
             tb = t.table("files")
             pred = tb["missing_since"] < _naive_utc(missing_before)
             if prefix:
