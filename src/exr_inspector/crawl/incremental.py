@@ -118,13 +118,13 @@ class Incremental:
         gone: list[pa.RecordBatch] = []
         for root in self.walker.roots:
             for rb in self.catalog.iter_prefix(self.walker.prefix_of(root), _MISSING_COLUMNS):
-                h = path_hashes(rb.column(0))
+                h = path_hashes(rb.column("file_path_normalized"))
                 pos = np.minimum(np.searchsorted(seen, h), max(len(seen) - 1, 0))
                 unseen = (seen[pos] != h) if len(seen) else np.ones(len(h), bool)
-                unseen &= rb.column(1).is_null().to_numpy(zero_copy_only=False)
+                unseen &= rb.column("missing_since").is_null().to_numpy(zero_copy_only=False)
                 if unseen.any():
                     cand = rb.filter(pa.array(unseen))
-                    keep = [self.walker.wanted(p) for p in cand.column(0).to_pylist()]
+                    keep = [self.walker.wanted(p) for p in cand.column("file_path_normalized").to_pylist()]
                     gone.append(cand.filter(pa.array(keep, pa.bool_())))
             if progress:
                 progress()
