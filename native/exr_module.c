@@ -5,6 +5,7 @@
  *   scan_chunk(paths, max_header, max_items) -> column buffers for a chunk of files
  *   parse_file(path: str | bytes | PathLike, max_header, max_items)
  *       -> (result | error tuple, size, mtime_ns, inode); the stat facts are None when open failed
+ *   stat_names(directory, names) -> bytes of int64 (size, mtime_ns, inode) per name, -1s where stat failed
  *
  * The GIL is released for all file I/O and scanning; it is taken back only to
  * build Python objects from the scanner's records.
@@ -13,8 +14,12 @@
 #include "internal_decode.h"
 #include "internal_io.h"
 
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int parse_limits(PyObject *mh, PyObject *mi, exr_scan_t *ctx)
 {
@@ -107,7 +112,65 @@ static PyObject *core_scan_chunk(PyObject *self, PyObject *args)
     return internal_exr_scan_chunk(paths, limits.max_header, limits.max_items);
 }
 
+/* The stat of a re-crawl, one directory at a time: fstatat() relative to the open
+ * directory (no path walk per file), following symlinks like os.stat(), GIL released. */
+static PyObject *core_stat_names(PyObject *self, PyObject *args)
+{
+    PyObject *dir, *names, *dirb = NULL, *seq = NULL, *out = NULL, **enc = NULL;
+    const char **ptrs = NULL;
+    Py_ssize_t n = 0, i, done = 0;
+    (void) self;
+    if (!PyArg_ParseTuple(args, "OO", &dir, &names)) return NULL;
+    if (!PyUnicode_FSConverter(dir, &dirb)) return NULL;
+    seq = PySequence_Fast(names, "stat_names: names must be a sequence");
+    if (!seq) goto fail;
+    n = PySequence_Fast_GET_SIZE(seq);
+    enc = PyMem_Calloc((size_t) (n ? n : 1), sizeof(PyObject *));
+    ptrs = PyMem_Calloc((size_t) (n ? n : 1), sizeof(const char *));
+    if (!enc || !ptrs) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (done = 0; done < n; ++done)
+    {
+        if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, done), &enc[done])) goto fail;
+        ptrs[done] = PyBytes_AS_STRING(enc[done]);
+    }
+    out = PyBytes_FromStringAndSize(NULL, n * 3 * (Py_ssize_t) sizeof(int64_t));
+    if (!out) goto fail;
+    {
+        int64_t *v = (int64_t *) PyBytes_AS_STRING(out);
+        const char *d = PyBytes_AS_STRING(dirb);
+        Py_BEGIN_ALLOW_THREADS
+        int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        for (i = 0; i < n; ++i)
+        {
+            struct stat st;
+            if (fd >= 0 && fstatat(fd, ptrs[i], &st, 0) == 0)
+            {
+                v[3 * i] = (int64_t) st.st_size;
+                v[3 * i + 1] = (int64_t) st.st_mtim.tv_sec * 1000000000LL + (int64_t) st.st_mtim.tv_nsec;
+                v[3 * i + 2] = (int64_t) st.st_ino;
+            }
+            else
+                v[3 * i] = v[3 * i + 1] = v[3 * i + 2] = -1;
+        }
+        if (fd >= 0) close(fd);
+        Py_END_ALLOW_THREADS
+    }
+fail:
+    for (i = 0; i < done; ++i) Py_XDECREF(enc[i]);
+    PyMem_Free(enc);
+    PyMem_Free(ptrs);
+    Py_XDECREF(seq);
+    Py_DECREF(dirb);
+    if (PyErr_Occurred()) Py_CLEAR(out);
+    return out;
+}
+
 static PyMethodDef core_methods[] = {
+    {"stat_names", core_stat_names, METH_VARARGS,
+     "stat_names(directory, names) -> bytes: int64 (size, mtime_ns, inode) per name, -1s where stat failed"},
     {"scan_chunk", core_scan_chunk, METH_VARARGS,
      "scan_chunk(paths, max_header, max_items) -> column buffers of the files/parts/channels/attributes tables"},
     {"parse_file", core_parse_file, METH_VARARGS, "parse_file(path, max_header, max_items) -> (result, size, mtime_ns)"},

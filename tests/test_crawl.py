@@ -240,3 +240,23 @@ def test_reader_exception_becomes_error_rows(tree, tmp_path, monkeypatch):
     assert summary.status == "completed" and bad[0]["n"] > 0
     assert counts["files"] + failed == 125  # every file is either in the catalog or an error (some damaged
     # files share a chunk with the victim directory and are internal_error rows instead)
+
+
+def test_stat_names_native_matches_os_stat(tmp_path, monkeypatch):
+    from exr_inspector.crawl import walk
+
+    (tmp_path / "a.exr").write_bytes(b"x" * 10)
+    (tmp_path / "b.exr").write_bytes(b"y" * 3)
+    (tmp_path / "link.exr").symlink_to(tmp_path / "a.exr")
+    (tmp_path / "dangling.exr").symlink_to(tmp_path / "gone.exr")
+    names = ["a.exr", "b.exr", "link.exr", "dangling.exr", "missing.exr", "caf\u00e9.exr"]
+    (tmp_path / names[-1]).write_bytes(b"z")
+    native = walk.stat_names(str(tmp_path), names)
+    monkeypatch.setattr(walk, "_core", None)
+    python = walk.stat_names(str(tmp_path), names)
+    assert native.tolist() == python.tolist()
+    a = os.stat(tmp_path / "a.exr")
+    assert native[0].tolist() == native[2].tolist() == [10, a.st_mtime_ns, a.st_ino]  # symlinks followed
+    assert native[3].tolist() == native[4].tolist() == [-1, -1, -1]
+    assert walk.stat_names(str(tmp_path / "nodir"), ["a.exr"]).tolist() == [[-1, -1, -1]]
+    assert walk.stat_names(str(tmp_path), []).shape == (0, 3)

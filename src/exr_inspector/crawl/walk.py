@@ -14,7 +14,13 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import xxhash
+
+try:
+    from .. import _core
+except ImportError:  # the native extension failed to build: the Python path still works
+    _core = None
 
 DEFAULT_EXTENSIONS = (".exr",)
 
@@ -152,7 +158,9 @@ class Walker:
                 continue
             mine = self.shard is None or shard_of(d, self.shard[1]) == self.shard[0]
             subdirs = []
-            # The hot loop of a no-op re-crawl: one stat per file and little else.
+            names: list[str] = []
+            ascii_dir = d.isascii()
+            # The hot loop of a no-op re-crawl: list, classify by d_type, then one batch of stats.
             for entry in entries:
                 name = entry.name
                 if ex is not None and (ex.match(entry.path) is not None or ex.match(name) is not None):
@@ -165,21 +173,24 @@ class Walker:
                     if self.max_depth is None or depth < self.max_depth:
                         subdirs.append(entry.path)
                 elif mine and name.lower().endswith(ext):
-                    path = entry.path
-                    if not path.isascii() and not _utf8(path):
+                    if not (name.isascii() and ascii_dir) and not _utf8(entry.path):
+                        path = entry.path
                         self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
                         continue
-                    paths.append(path)
+                    names.append(name)
+            if names:
+                prefix = d + os.sep if d != os.sep else d
+                start = 0
+                if stat:
+                    st = stat_names(d, names)
+                while start < len(names):
+                    take = min(len(names) - start, chunk_size - len(paths))
+                    paths.extend(prefix + n for n in names[start:start + take])
                     if stat:
-                        try:
-                            est = entry.stat()
-                            sizes.append(est.st_size)
-                            mtimes.append(est.st_mtime_ns)
-                            inodes.append(est.st_ino)
-                        except OSError:  # vanished or unreadable: the reader reports it
-                            sizes.append(-1)
-                            mtimes.append(-1)
-                            inodes.append(-1)
+                        sizes.extend(st[start:start + take, 0].tolist())
+                        mtimes.extend(st[start:start + take, 1].tolist())
+                        inodes.extend(st[start:start + take, 2].tolist())
+                    start += take
                     if len(paths) >= chunk_size:
                         yield chunk
                         chunk = WalkChunk()
@@ -188,6 +199,23 @@ class Walker:
             stack.extend((sd, depth + 1, dev) for sd in reversed(subdirs))  # depth-first, in name order
         if chunk:
             yield chunk
+
+
+def stat_names(directory: str, names: list[str]) -> np.ndarray:
+    """(size, mtime_ns, inode) of each name in ``directory`` as int64 rows, -1 where stat failed.
+
+    Native: fstatat() relative to the open directory, GIL released. Python: os.stat().
+    """
+    if _core is not None:
+        return np.frombuffer(_core.stat_names(directory, names), np.int64).reshape(-1, 3)
+    out = np.full((len(names), 3), -1, np.int64)
+    for i, name in enumerate(names):
+        try:
+            st = os.stat(os.path.join(directory, name))
+        except OSError:
+            continue
+        out[i] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
 
 
 def _between(root: str, directory: str) -> list[str]:
