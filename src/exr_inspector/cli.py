@@ -272,9 +272,13 @@ Set EXR_INSPECTOR_NATIVE=0 to force the pure-Python parser.""",
         epilog=f"""examples:
   exr-inspector crawl /shows/kestrel
   exr-inspector crawl /shows --catalog shows.duckdb --workers 8 --exclude '*/tmp/*' --json
+  exr-inspector crawl /shows --catalog vast://exr-data/exr_metadata --shard 3/16
+  exr-inspector crawl /shows --full --include-ext .exr,.sxr --max-depth 8
 
-Files that cannot be read or parsed are recorded in the crawl_errors table and the
-crawl goes on. The catalog defaults to ./{DEFAULT_CATALOG}.
+Re-crawls are incremental: files whose size and mtime match the catalog are not
+opened; files gone since are marked missing (see `prune`). Files that cannot be read
+or parsed are recorded in the crawl_errors table and the crawl goes on. The catalog
+defaults to ./{DEFAULT_CATALOG}; VAST settings come from VAST_DB_* variables.
 exit codes: 0 crawl completed (even if some files failed), 1 with --strict when any
 file failed, 2 usage, 3 the catalog cannot be opened or written.""",
     )
