@@ -138,7 +138,7 @@ def insert_slices(table: pa.Table, limit: int = INSERT_SLICE) -> Iterator[pa.Rec
     """Row slices of ``table`` that each serialise to at most ``limit`` bytes, as full as possible."""
     if table.num_rows == 0:
         return
-    batch = table.combine_chunks().to_batches(max_chunksize=table.num_rows)[0] if table.num_rows else None
+    batch = table.combine_chunks().to_batches(max_chunksize=table.num_rows)[0]
     overhead = batch.schema.serialize().size + 1024
     per_row = max(1.0, (pa.ipc.get_record_batch_size(batch)) / batch.num_rows)
     start = 0
@@ -223,6 +223,8 @@ class _Tx:
         the server might not share, and small sets use ``isin``.
         """
         col = "file_path_normalized"
+        if col not in columns:  # the exact match below needs it
+            columns = [col, *columns]
         keys = pc.unique(keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys).drop_null()
         if len(keys) <= SMALL_KEYS or not pc.all(pc.string_is_ascii(keys)).as_py():
             return self.select_in(name, columns, col, keys, row_id=row_id)
