@@ -31,6 +31,11 @@ LOOKUP_COLUMNS = ("file_path_normalized", "size_bytes", "mtime_ns", "inode", "he
 LOOKUP_SCHEMA = pa.schema([FILES.field(n) for n in LOOKUP_COLUMNS])
 
 
+def naive_utc(t: dt.datetime) -> dt.datetime:
+    """Timestamps are stored as naive UTC (see ``schema.TS``): aware ones are converted."""
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
 def run_origin() -> tuple[str, int]:
     """(host, pid) recorded with a run, so a later crawl can tell a dead run from a live one."""
     return socket.gethostname(), os.getpid()

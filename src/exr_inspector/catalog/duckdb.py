@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from .base import LOOKUP_COLUMNS, LOOKUP_SCHEMA, Catalog, CatalogError, IngestBatch, UpsertStats, run_origin
+from .base import LOOKUP_COLUMNS, LOOKUP_SCHEMA, Catalog, CatalogError, IngestBatch, UpsertStats, naive_utc, run_origin
 from .schema import EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES
 
 # DuckDB runs the upsert's set-based statements as hash joins over sequential
@@ -68,10 +68,6 @@ def ddl_for(name: str, schema: pa.Schema) -> str:
     cols = ",\n  ".join(f"{_q(f.name)} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema)
     return f"CREATE TABLE IF NOT EXISTS {_q(name)} (\n  {cols}\n)"
 
-
-def _naive_utc(t: dt.datetime) -> dt.datetime:
-    """Timestamps are stored as naive UTC (see schema.TS)."""
-    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
 def _disk_full(e: BaseException) -> bool:
@@ -252,7 +248,7 @@ class DuckDBCatalog(Catalog):
             for name, view in views.items():
                 con.register(view, tables[name])
             with self._transaction("upsert"):
-                return self._merge(con, _naive_utc(batch.now), len(batch.errors))
+                return self._merge(con, naive_utc(batch.now), len(batch.errors))
         finally:
             for view in views.values():
                 with suppress(duckdb.Error):
@@ -304,14 +300,14 @@ class DuckDBCatalog(Catalog):
         with self._errors("start_run"):
             self.con.execute("INSERT INTO crawl_runs BY NAME SELECT ? AS run_id, ? AS roots, ? AS started_at, "
                              "'running' AS status, ? AS host, ? AS pid",
-                             [run_id, list(roots), _naive_utc(started_at), *run_origin()])
+                             [run_id, list(roots), naive_utc(started_at), *run_origin()])
 
     def finish_run(self, run_id: str, status: str, counts: dict, finished_at: dt.datetime) -> None:
         with self._errors("finish_run"):
             n = _scalar(
                 self.con, "UPDATE crawl_runs SET status = ?, counts = ?, finished_at = ? WHERE run_id = ?",
                 [status, None if counts is None else orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode(),
-                 None if finished_at is None else _naive_utc(finished_at), run_id],
+                 None if finished_at is None else naive_utc(finished_at), run_id],
             )
         if not n:
             raise CatalogError(f"finish_run: no run {run_id!r} in catalog {self.path}")
@@ -367,13 +363,13 @@ class DuckDBCatalog(Catalog):
         return self._with_paths("touch", paths, """
             UPDATE files SET last_inspected = ?, inspection_count = coalesce(inspection_count, 0) + 1,
                    missing_since = NULL
-            WHERE file_path_normalized IN (SELECT path FROM _paths)""", [_naive_utc(now)])
+            WHERE file_path_normalized IN (SELECT path FROM _paths)""", [naive_utc(now)])
 
     def mark_missing(self, paths, since: dt.datetime) -> int:
         return self._with_paths("mark_missing", paths, """
             UPDATE files SET missing_since = ?
             WHERE missing_since IS NULL AND file_path_normalized IN (SELECT path FROM _paths)""",
-            [_naive_utc(since)])
+            [naive_utc(since)])
 
     def apply_renames(self, old_paths: Sequence[str], new_paths: Sequence[str]) -> int:
         if len(old_paths) != len(new_paths):
@@ -397,7 +393,7 @@ class DuckDBCatalog(Catalog):
     def prune(self, missing_before: dt.datetime, prefix: str = "") -> int:
         con = self.con
         gone = ("SELECT file_id FROM files WHERE missing_since < ? AND starts_with(file_path_normalized, ?)")
-        params = [_naive_utc(missing_before), prefix]
+        params = [naive_utc(missing_before), prefix]
         with self._transaction("prune"):
             for table in FILE_TABLES[1:]:
                 con.execute(f"DELETE FROM {table} WHERE file_id IN ({gone})", params)

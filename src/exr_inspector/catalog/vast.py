@@ -30,6 +30,7 @@ from .base import (
     IngestBatch,
     NotSupported,
     UpsertStats,
+    naive_utc,
     run_origin,
 )
 from .schema import CRAWL_RUNS, EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES
@@ -376,7 +377,7 @@ class VastCatalog(Catalog):
             return self._merge(t, batch, keys)
 
     def _merge(self, t: _Tx, batch: IngestBatch, keys: pa.Array) -> UpsertStats:
-        now = _naive_utc(batch.now)
+        now = naive_utc(batch.now)
         files = batch.files
         stats = UpsertStats(errors=batch.errors.num_rows)
         if len(keys):
@@ -441,7 +442,7 @@ class VastCatalog(Catalog):
 
     def start_run(self, run_id: str, roots: Sequence[str], started_at: dt.datetime) -> None:
         host, pid = run_origin()
-        row = pa.table({"run_id": [run_id], "roots": [list(roots)], "started_at": [_naive_utc(started_at)],
+        row = pa.table({"run_id": [run_id], "roots": [list(roots)], "started_at": [naive_utc(started_at)],
                         "finished_at": [None], "status": ["running"], "counts": [None], "host": [host],
                         "pid": [pid]}, schema=CRAWL_RUNS)
         with self._transaction("start_run", write=True) as t:
@@ -455,7 +456,7 @@ class VastCatalog(Catalog):
             n = hits.num_rows
             t.table("crawl_runs").update(pa.table({
                 ROW_ID: hits[ROW_ID],
-                "finished_at": pa.array([finished_at and _naive_utc(finished_at)] * n, CRAWL_RUNS.field("finished_at").type),
+                "finished_at": pa.array([finished_at and naive_utc(finished_at)] * n, CRAWL_RUNS.field("finished_at").type),
                 "status": pa.array([status] * n, pa.string()),
                 "counts": pa.array([None if counts is None else orjson.dumps(counts, option=orjson.OPT_SORT_KEYS).decode()] * n,
                                    pa.string()),
@@ -518,7 +519,7 @@ class VastCatalog(Catalog):
                 n = rows.num_rows
                 t.table("files").update(pa.table({
                     ROW_ID: rows[ROW_ID],
-                    "last_inspected": pa.array([_naive_utc(now)] * n, FILES.field("last_inspected").type),
+                    "last_inspected": pa.array([naive_utc(now)] * n, FILES.field("last_inspected").type),
                     "inspection_count": pc.add(pc.fill_null(rows["inspection_count"], 0), 1),
                     "missing_since": pa.nulls(n, FILES.field("missing_since").type),
                 }))
@@ -531,7 +532,7 @@ class VastCatalog(Catalog):
             if rows.num_rows:
                 t.table("files").update(pa.table({
                     ROW_ID: rows[ROW_ID],
-                    "missing_since": pa.array([_naive_utc(since)] * rows.num_rows, FILES.field("missing_since").type),
+                    "missing_since": pa.array([naive_utc(since)] * rows.num_rows, FILES.field("missing_since").type),
                 }))
             return rows.num_rows
 
@@ -562,7 +563,7 @@ class VastCatalog(Catalog):
     def prune(self, missing_before: dt.datetime, prefix: str = "") -> int:
         with self._transaction("prune", write=True) as t:
             tb = t.table("files")
-            pred = tb["missing_since"] < _naive_utc(missing_before)
+            pred = tb["missing_since"] < naive_utc(missing_before)
             if prefix:
                 pred = pred & tb["file_path_normalized"].startswith(prefix)
             rows = tb.select(columns=["file_id"], predicate=pred, internal_row_id=True).read_all()
@@ -651,9 +652,6 @@ def _set(table: pa.Table, name: str, values) -> pa.Table:
     i = table.schema.get_field_index(name)
     return table.set_column(i, table.schema.field(i), values)
 
-
-def _naive_utc(t: dt.datetime) -> dt.datetime:
-    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
 def _and(expr, rest, t):

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..catalog.base import Catalog
+from ..catalog.base import Catalog, naive_utc
 from ..embed.kernels import hash_strings
 from .walk import WalkChunk, Walker
 
@@ -149,7 +149,7 @@ class Incremental:
         found = self.catalog.scan("files", cols, where={"inode": inodes})
         fresh = {}
         for r in found.to_pylist():
-            if r["missing_since"] is None and r["first_seen"] is not None and r["first_seen"] >= _naive(self.now):
+            if r["missing_since"] is None and r["first_seen"] is not None and r["first_seen"] >= naive_utc(self.now):
                 fresh.setdefault((r["inode"], r["size_bytes"], r["mtime_ns"]), r["file_path_normalized"])
         out = []
         for r in gone.to_pylist():
@@ -158,6 +158,3 @@ class Incremental:
                 out.append((r["file_path_normalized"], new))
         return out
 
-
-def _naive(t: dt.datetime) -> dt.datetime:
-    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
