@@ -77,7 +77,7 @@ class _Writer:
     def __init__(self, catalog: Catalog, summary: CrawlSummary):
         self.summary = summary
         self.error: BaseException | None = None
-        n = max(1, int(getattr(catalog, "parallel_writers", 1)))
+        n = max(1, catalog.parallel_writers)
         self._catalogs = [catalog] + [catalog.clone() for _ in range(n - 1)]
         self._lock = threading.Lock()
         self._queue: queue.Queue[IngestBatch | None] = queue.Queue(maxsize=n)
