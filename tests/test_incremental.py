@@ -391,3 +391,13 @@ def test_one_file_system_stays_on_the_roots_mount(tmp_path):
         assert sorted(Path(p).name for c in Walker([str(root)]) for p in c) == ["here.exr", "there.exr"]
     finally:
         subprocess.run(["umount", "-l", str(root / "mnt")])
+
+
+def test_file_roots_follow_the_shard_split(tmp_path):
+    src = tmp_path / "src"
+    generate(src, 12, templates=6, seed=3)
+    files = [str(p) for p in exr_files(src)]
+    n = 3
+    got = [[p for c in Walker(files, shard=(k, n)) for p in c] for k in range(n)]
+    assert sorted(p for g in got for p in g) == sorted(files)  # each file root in exactly one shard
+    assert all(Walker(files, shard=(k, n)).wanted(p) for k in range(n) for p in got[k])

@@ -138,7 +138,7 @@ class Walker:
                 continue
             if os.path.isdir(root):
                 stack.append((root, 0, st.st_dev))
-            elif root.lower().endswith(self._ext) and not self._excluded(root, os.path.basename(root)):
+            elif self.wanted(root):  # a file named as a root: the same filters (and shard) as a walked one
                 chunk.add(root, st if stat else None)
         while stack:
             d, depth, dev = stack.pop()
