@@ -401,3 +401,22 @@ def test_file_roots_follow_the_shard_split(tmp_path):
     got = [[p for c in Walker(files, shard=(k, n)) for p in c] for k in range(n)]
     assert sorted(p for g in got for p in g) == sorted(files)  # each file root in exactly one shard
     assert all(Walker(files, shard=(k, n)).wanted(p) for k in range(n) for p in got[k])
+
+
+def test_unwritable_catalog_exits_3(tmp_path, tree):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    cmd = [sys.executable, "-m", "exr_inspector.cli", "crawl", str(tree), "--catalog", str(ro / "c.duckdb")]
+    if os.geteuid() == 0:  # root writes anywhere: drop the capabilities that bypass permissions
+        setpriv = shutil.which("setpriv")
+        if not setpriv:
+            pytest.skip("running as root without setpriv: permissions cannot be enforced")
+        cmd = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        os.chmod(ro, 0o755)
+    assert r.returncode == 3, r.stderr
+    assert "cannot open catalog" in r.stderr and "Permission denied" in r.stderr
+    assert not (ro / "c.duckdb").exists()
