@@ -120,7 +120,13 @@ class DuckDBCatalog(Catalog):
                 raise CatalogError(f"cannot open catalog {self.path}: it is a directory")
         # A crawl's writer shares the machine with its reader processes: cap DuckDB's
         # buffer pool (default: 80% of RAM) so memory stays bounded; inserts spill past it.
-        config = {"memory_limit": os.environ.get("EXR_INSPECTOR_DUCKDB_MEMORY", "128MB")}
+        # Checkpoint every 256 MB of WAL, not 16 MB: a crawl's batches otherwise each
+        # rewrite row groups (measured on 20k files: 1.3x faster crawl, 20% smaller file).
+        # A writer gets one DuckDB thread: the cores belong to the readers (1.1x faster).
+        config = {"memory_limit": os.environ.get("EXR_INSPECTOR_DUCKDB_MEMORY", "128MB"),
+                  "checkpoint_threshold": os.environ.get("EXR_INSPECTOR_DUCKDB_CHECKPOINT", "256MB")}
+        if not read_only:
+            config["threads"] = int(os.environ.get("EXR_INSPECTOR_DUCKDB_THREADS", "1"))
         try:
             self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(self.path, read_only=read_only, config=config)
         except duckdb.Error as e:
