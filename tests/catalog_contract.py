@@ -469,3 +469,24 @@ class CatalogContract:
         assert running["run_id"].to_pylist() == ["r1"]
         assert running["pid"].to_pylist() == [os.getpid()] and running["host"][0].as_py()
         assert sorted(catalog.runs()["status"].to_pylist()) == ["interrupted", "running"]
+
+    # -- several batches, one transaction ----------------------------------
+
+    def test_upsert_stream_is_one_transaction(self, catalog: Catalog):
+        a, b, c = paths_of(9, "/a"), paths_of(9, "/b"), paths_of(9, "/c")
+        catalog.upsert(make_batch(a))
+        stats = catalog.upsert_stream(iter([make_batch(a[:3], "h2"), make_batch(b, n_errors=1), make_batch(c)]))
+        assert stats == UpsertStats(inserted=18, replaced=3, unchanged=0, errors=1)
+        assert self.counts(catalog) == {"files": 27, "parts": 54, "channels": 162, "attributes": 216,
+                                        "crawl_errors": 1}
+        before = self.snapshot(catalog)
+        bad = make_batch(paths_of(2, "/d"))
+        names = bad.attributes["attr_name"].to_pylist()
+        names[0] = None
+        i = ATTRIBUTES.get_field_index("attr_name")
+        bad.attributes = bad.attributes.set_column(i, ATTRIBUTES.field(i), pa.array(names, pa.string()))
+        with pytest.raises(CatalogError):  # the third batch fails: the first two are rolled back with it
+            catalog.upsert_stream(iter([make_batch(paths_of(3, "/e")), make_batch(a[3:6], "h3"), bad]))
+        after = self.snapshot(catalog)
+        for name in before:
+            assert after[name].equals(before[name]), name

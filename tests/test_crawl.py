@@ -203,19 +203,20 @@ def test_catalog_failure_mid_crawl_stops_cleanly(tree, tmp_path, monkeypatch):
 
     db = tmp_path / "c.duckdb"
     with ReaderPool(2) as pool, open_catalog(str(db)) as cat:
-        real = cat.upsert
+        real = cat.upsert_stream
         calls = []
 
-        def flaky(batch):
-            calls.append(batch.num_files)
+        def flaky(batches):
+            batches = list(batches)
+            calls.append(sum(b.num_files for b in batches))
             if len(calls) == 2:
                 raise CatalogError("disk full (injected)")
-            return real(batch)
+            return real(batches)
 
-        monkeypatch.setattr(cat, "upsert", flaky)
+        monkeypatch.setattr(cat, "upsert_stream", flaky)
         with pytest.raises(CatalogError, match="injected"):
             crawl([str(tree)], cat, pool=pool, chunk_size=8, batch_files=20)  # several batches
-        monkeypatch.setattr(cat, "upsert", real)
+        monkeypatch.setattr(cat, "upsert_stream", real)
         assert cat.count("files") == calls[0]  # only the first batch is in
         assert cat.query("SELECT status FROM crawl_runs").to_pylist() == [{"status": "failed"}]
 

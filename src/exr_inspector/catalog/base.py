@@ -17,7 +17,7 @@ import datetime as dt
 import importlib
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,6 +128,8 @@ class Catalog(abc.ABC):
     url: str
     #: How many writers may upsert at once, each through its own ``clone()``.
     parallel_writers: int = 1
+    #: ``upsert_stream`` merges a batch at a time (memory: one batch, whatever the transaction's size).
+    streaming: bool = False
 
     def clone(self) -> Catalog:
         """Another connection to the same catalog, for a concurrent writer."""
@@ -147,6 +149,14 @@ class Catalog(abc.ABC):
         ``mtime_ns``/``inode``); a changed header replaces the file's rows in every
         file table; a new file is inserted. ``crawl_errors`` rows are appended.
         """
+
+    def upsert_stream(self, batches: Iterable[IngestBatch]) -> UpsertStats:
+        """Write several batches (disjoint files) in ONE transaction, as ``upsert`` of their union.
+
+        A backend that can merge a batch at a time overrides this so only one batch
+        is held in memory; this default concatenates them.
+        """
+        return self.upsert(IngestBatch.concat(list(batches)) if batches else IngestBatch.empty())
 
     @abc.abstractmethod
     def lookup(self, paths: Sequence[str]) -> pa.Table:

@@ -26,7 +26,7 @@ from .pool import ReaderPool
 from .walk import DEFAULT_EXTENSIONS, Walker
 
 FLUSH_FILES = 10_000  # files per upsert transaction
-FLUSH_BYTES = 16 << 20  # or this much Arrow data, whichever comes first (bounds memory)
+FLUSH_BYTES = 16 << 20  # or this much Arrow data, for a backend that takes a transaction's batches at once
 # Test hook for crash tests: SIGKILL this whole process right after the Nth batch commits.
 FAULT_KILL_AFTER_BATCHES = "EXR_INSPECTOR_FAULT_KILL_AFTER_BATCHES"
 
@@ -68,15 +68,20 @@ def _now() -> dt.datetime:
 class _Writer:
     """The writers, on their own threads: upserts overlap with parsing (DuckDB and HTTP release the GIL).
 
-    DuckDB has one writer; a backend that takes concurrent transactions (VAST)
-    gets ``catalog.parallel_writers`` threads, each with its own connection
-    (``catalog.clone()``). At most one batch per writer waits, so memory stays
-    bounded and a slow catalog slows the crawl down instead of piling batches up.
+    Chunks arrive one at a time; a writer gathers them into one transaction until
+    ``batch_files`` files. A backend that merges a chunk at a time (``streaming``:
+    DuckDB) holds one chunk, not the whole batch; others get the batch at most
+    ``FLUSH_BYTES`` large. A backend that takes concurrent transactions (VAST) gets
+    ``catalog.parallel_writers`` threads, each with its own connection. At most one
+    chunk per writer waits, so memory stays bounded and a slow catalog slows the
+    crawl down instead of piling chunks up.
     """
 
-    def __init__(self, catalog: Catalog, summary: CrawlSummary):
+    def __init__(self, catalog: Catalog, summary: CrawlSummary, batch_files: int):
         self.summary = summary
         self.error: BaseException | None = None
+        self.batch_files = batch_files
+        self.batch_bytes = None if catalog.streaming else FLUSH_BYTES
         n = max(1, catalog.parallel_writers)
         self._catalogs = [catalog] + [catalog.clone() for _ in range(n - 1)]
         self._lock = threading.Lock()
@@ -87,21 +92,38 @@ class _Writer:
             t.start()
 
     def _run(self, catalog: Catalog) -> None:
+        state = {"end": False}
         try:
-            while (batch := self._queue.get()) is not None:
-                if self.error is None:
-                    self._write(catalog, batch)
-                del batch
-                pa.default_memory_pool().release_unused()  # the pool would keep the batch's pages
+            while not state["end"] and (first := self._queue.get()) is not None:
+                if self.error is not None:
+                    continue  # another writer failed: drain, so the crawl never blocks
+                codes: list[str] = []
+                stats: UpsertStats = catalog.upsert_stream(self._gather(first, codes, state))
+                self._account(stats, codes)
+                pa.default_memory_pool().release_unused()  # the pool would keep the chunks' pages
         except BaseException as e:  # noqa: BLE001 - handed to the crawling thread
             with self._lock:
                 self.error = self.error or e
-            while self._queue.get() is not None:  # drain, so the crawl never blocks on a dead writer
+            while not state["end"] and self._queue.get() is not None:
                 pass
 
-    def _write(self, catalog: Catalog, batch: IngestBatch) -> None:
-        stats: UpsertStats = catalog.upsert(batch)
-        codes = batch.errors["error_code"].to_pylist()
+    def _gather(self, first: IngestBatch, codes: list[str], state: dict):
+        """The chunks of one transaction: ``first``, then more from the queue up to the limits."""
+        files = nbytes = 0
+        item: IngestBatch | None = first
+        while item is not None:
+            codes.extend(item.errors["error_code"].to_pylist())
+            files += item.num_files
+            nbytes += sum(t.nbytes for t in item.tables().values())
+            yield item
+            item = None
+            if files >= self.batch_files or (self.batch_bytes is not None and nbytes >= self.batch_bytes):
+                return
+            item = self._queue.get()
+            if item is None:
+                state["end"] = True
+
+    def _account(self, stats: UpsertStats, codes: list[str]) -> None:
         with self._lock:
             s = self.summary
             s.inserted += stats.inserted
@@ -131,7 +153,7 @@ class _Writer:
             c.close()
 
     def close(self) -> None:
-        """Wait until every batch is written; raise a writer's error if one failed."""
+        """Wait until every chunk is written; raise a writer's error if one failed."""
         self._stop()
         self._check()
 
@@ -181,22 +203,17 @@ def crawl(
     catalog.start_run(summary.run_id, summary.roots, started)
     plan = Incremental(catalog, walker, now=started, full=full, touch=touch, chunk_size=chunk_size,
                        progress=lambda: report())
-    pending: list[IngestBatch] = []
-    pending_bytes = pending_files = 0
     walk_errors_seen = 0
-    writer = _Writer(catalog, summary)
+    writer = _Writer(catalog, summary, batch_files)
 
-    def flush() -> None:
-        nonlocal pending, pending_bytes, pending_files, walk_errors_seen
-        new_walk_errors = walker.errors[walk_errors_seen:]
+    def walk_errors() -> None:
+        nonlocal walk_errors_seen
+        new = walker.errors[walk_errors_seen:]
         walk_errors_seen = len(walker.errors)
-        if new_walk_errors:
-            rows = error_rows([e.path for e in new_walk_errors], [e.code for e in new_walk_errors],
-                              [e.message for e in new_walk_errors], _now(), summary.run_id)
-            pending.append(IngestBatch.empty().with_errors(rows))
-        if pending:
-            writer.put(IngestBatch.concat(pending))
-        pending, pending_bytes, pending_files = [], 0, 0
+        if new:
+            rows = error_rows([e.path for e in new], [e.code for e in new], [e.message for e in new], _now(),
+                              summary.run_id)
+            writer.put(IngestBatch.empty().with_errors(rows))
 
     def report() -> None:
         c = plan.changes
@@ -207,19 +224,17 @@ def crawl(
 
     try:
         for _paths, batch in pool.run(plan.chunks(), started, summary.run_id):
-            pending.append(batch)
-            pending_bytes += sum(t.nbytes for t in batch.tables().values())
-            pending_files += batch.num_files
             summary.files += batch.files.num_rows
             summary.parts += batch.parts.num_rows
             summary.channels += batch.channels.num_rows
             summary.attributes += batch.attributes.num_rows
             summary.errors += batch.errors.num_rows
-            if pending_files >= batch_files or pending_bytes >= FLUSH_BYTES:
-                flush()
+            writer.put(batch)
+            del batch
+            walk_errors()
             report()
         summary.errors += len(walker.errors)
-        flush()
+        walk_errors()
         writer.close()
         report()
         plan.finish()
