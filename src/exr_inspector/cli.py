@@ -298,7 +298,8 @@ file failed, 2 usage, 3 the catalog cannot be opened or written.""",
     p.add_argument("--touch", action="store_true",
                    help="update last_inspected of unchanged files too (default: a no-op re-crawl writes nothing)")
     p.add_argument("--batch-files", type=int, default=10_000, metavar="N",
-                   help="files per catalog transaction (default 10,000; batches also close at 16 MiB of rows)")
+                   help="files per catalog transaction (default 10,000; smaller uses less memory, and is "
+                        "slower on DuckDB)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 if any file failed")
     p.set_defaults(func=_cmd_crawl)

@@ -25,7 +25,7 @@ from .incremental import Incremental
 from .pool import ReaderPool
 from .walk import DEFAULT_EXTENSIONS, Walker
 
-FLUSH_FILES = 10_000  # files per upsert transaction
+FLUSH_FILES = 10_000  # files per transaction: DuckDB writes appends this large straight to row groups
 FLUSH_BYTES = 16 << 20  # or this much Arrow data, for a backend that takes a transaction's batches at once
 # Test hook for crash tests: SIGKILL this whole process right after the Nth batch commits.
 FAULT_KILL_AFTER_BATCHES = "EXR_INSPECTOR_FAULT_KILL_AFTER_BATCHES"
