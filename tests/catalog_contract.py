@@ -418,6 +418,9 @@ class CatalogContract:
         assert sorted(got["file_path_normalized"].to_pylist()) == sorted(paths[::2])
         assert got.column_names == ["file_path_normalized", "inode"]
         assert catalog.scan("files", ["file_id"], where={"inode": [10_003, 10_007]}).num_rows == 2
+        many = list(range(10_000, 10_000 + 1200)) + list(range(50_000, 52_000))  # a long list on a number column
+        got = catalog.scan("files", ["inode"], where={"inode": many})
+        assert sorted(got["inode"].to_pylist()) == list(range(10_000, 11_200))
         with pytest.raises(ValueError):
             catalog.scan("files", ["no_such_column"])
 

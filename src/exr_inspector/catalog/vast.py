@@ -118,10 +118,13 @@ def _conflict(e: BaseException) -> bool:
 
 
 def key_chunks(keys: pa.Array) -> Iterator[pa.Array]:
-    """Slices of ``keys`` whose ``isin`` predicate stays far below the request cap."""
+    """Slices of ``keys`` (strings or numbers) whose ``isin`` predicate stays far below the request cap."""
     if len(keys) == 0:
         return
-    cost = pc.add(pc.fill_null(pc.binary_length(keys), 0), KEY_OVERHEAD).to_numpy().cumsum()
+    if pa.types.is_string(keys.type) or pa.types.is_binary(keys.type):
+        cost = pc.add(pc.fill_null(pc.binary_length(keys), 0), KEY_OVERHEAD).to_numpy().cumsum()
+    else:
+        cost = np.full(len(keys), KEY_OVERHEAD + 8, np.int64).cumsum()
     start = 0
     while start < len(keys):
         base = cost[start - 1] if start else 0
@@ -494,8 +497,7 @@ class VastCatalog(Catalog):
             values = pa.array(list(where.pop(col)), schema.field(col).type)
             rest = _predicate(schema, where)
             parts = [t.select(table, cols, lambda tb, c=chunk: _and(tb[col].isin(c.to_pylist()), rest, tb))
-                     for chunk in key_chunks(values.cast(pa.string()) if not pa.types.is_string(values.type)
-                                             else values)]
+                     for chunk in key_chunks(values)]
             return pa.concat_tables(parts) if parts else pa.schema([schema.field(c) for c in cols]).empty_table()
 
     def iter_prefix(self, prefix: str, columns: Sequence[str], batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
