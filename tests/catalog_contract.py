@@ -281,7 +281,8 @@ class CatalogContract:
         names = bad.attributes["attr_name"].to_pylist()
         names[-1] = None
         i = ATTRIBUTES.get_field_index("attr_name")
-        bad.attributes = bad.attributes.set_column(i, ATTRIBUTES.field(i), pa.array(names, pa.string()))
+        attrs = bad.attributes.set_column(i, ATTRIBUTES.field(i), pa.array(names, pa.string()))
+        bad = IngestBatch(bad.files, bad.parts, bad.channels, attrs, bad.errors, bad.now)
         with pytest.raises(CatalogError):
             catalog.upsert(bad)
         after = self.snapshot(catalog)
@@ -487,7 +488,8 @@ class CatalogContract:
         names = bad.attributes["attr_name"].to_pylist()
         names[0] = None
         i = ATTRIBUTES.get_field_index("attr_name")
-        bad.attributes = bad.attributes.set_column(i, ATTRIBUTES.field(i), pa.array(names, pa.string()))
+        attrs = bad.attributes.set_column(i, ATTRIBUTES.field(i), pa.array(names, pa.string()))
+        bad = IngestBatch(bad.files, bad.parts, bad.channels, attrs, bad.errors, bad.now)
         with pytest.raises(CatalogError):  # the third batch fails: the first two are rolled back with it
             catalog.upsert_stream(iter([make_batch(paths_of(3, "/e")), make_batch(a[3:6], "h3"), bad]))
         after = self.snapshot(catalog)

@@ -13,7 +13,7 @@ import pytest
 
 from catalog_contract import T0, CatalogContract, make_batch, paths_of
 from exr_inspector.catalog.base import CatalogError, open_catalog
-from exr_inspector.catalog.duckdb import DuckDBCatalog, ddl_for, sql_type
+from exr_inspector.catalog.duckdb import STORED, DuckDBCatalog, ddl_for, sql_type, stored_schema
 from exr_inspector.catalog.schema import EMBEDDING_DIM, SCHEMA_VERSION, TABLES
 
 
@@ -43,8 +43,8 @@ class _FailAfterDelete:
 
 
 class _FailingCatalog(DuckDBCatalog):
-    def _merge(self, con, now, n_errors):
-        return super()._merge(_FailAfterDelete(con), now, n_errors)
+    def _merge(self, con, batch, register):
+        return super()._merge(_FailAfterDelete(con), batch, register)
 
 
 def test_rollback_after_delete_step(db_path):
@@ -69,6 +69,10 @@ def test_ddl_derived_from_schema(tmp_path):
             desc = cat.query(f"DESCRIBE {name}").to_pylist()
             assert [r["column_name"] for r in desc] == schema.names
             assert [r["column_type"] for r in desc] == [sql_type(f.type).replace("\"", "") for f in schema]
+            if name in STORED:  # a view over the table that stores it, which holds the constraints
+                name, schema = STORED[name], stored_schema(name)
+                desc = cat.query(f"DESCRIBE {name}").to_pylist()
+                assert [r["column_name"] for r in desc] == schema.names
             assert [r["null"] == "YES" for r in desc] == [f.nullable for f in schema]
         types = {r["column_name"]: r["column_type"] for r in cat.query("DESCRIBE files").to_pylist()}
         assert types["metadata_embedding"] == f"FLOAT[{EMBEDDING_DIM}]"
@@ -140,9 +144,45 @@ def test_newer_schema_version_refused(db_path):
         DuckDBCatalog(str(db_path), read_only=True)
 
 
-def test_version_1_catalog_is_upgraded_in_place(db_path):
+def write_v2_catalog(path, batch) -> None:
+    """A catalog as exr-inspector wrote it at schema version 2: every table whole, no views."""
+    con = duckdb.connect(str(path))
+    for name, schema in TABLES.items():
+        con.execute(ddl_for(name, schema))
+    con.execute("CREATE INDEX files_file_path_normalized_idx ON files (file_path_normalized)")
+    for name, table in batch.tables().items():
+        con.register("t", table)
+        con.execute(f"INSERT INTO {name} SELECT * FROM t")
+        con.unregister("t")
+    con.execute("INSERT INTO catalog_meta VALUES ('schema_version', '2')")
+    con.close()
+
+
+def test_version_2_catalog_moves_to_stored_layout(db_path):
+    """Child tables stored whole become views over their stored tables; every row reads back the same."""
+    batch = make_batch(paths_of(3), n_parts=2, n_channels=4, n_errors=1)
+    write_v2_catalog(db_path, batch)
+    with pytest.raises(CatalogError, match="upgrade it"):
+        DuckDBCatalog(str(db_path), read_only=True)
     with DuckDBCatalog(str(db_path)) as cat:
-        cat.upsert(make_batch(paths_of(2)))
+        assert cat.query("SELECT value FROM catalog_meta").to_pylist() == [{"value": str(SCHEMA_VERSION)}]
+        for name in ("parts", "channels", "attributes", "files", "crawl_errors"):
+            got = cat.scan(name)
+            want = batch.tables()[name]
+            order = [(c, "ascending") for c in ("file_id", "part_index", "channel_name", "attr_name", "path")
+                     if c in want.column_names]
+            assert got.sort_by(order).equals(want.sort_by(order)), name
+        kinds = {r["table_name"]: r["table_type"] for r in cat.query(
+            "SELECT table_name, table_type FROM information_schema.tables").to_pylist()}
+        assert kinds["channels"] == "VIEW" and kinds["channel_rows"] == "BASE TABLE"
+        distinct = cat.query("SELECT count(DISTINCT channel_fingerprint) FROM channels").column(0)[0].as_py()
+        assert distinct == cat.query(
+            "SELECT count(*) FROM channel_fingerprints").column(0)[0].as_py()
+        assert cat.upsert(make_batch(paths_of(4), ["h2"] * 4)).replaced == 3
+
+
+def test_version_1_catalog_is_upgraded_in_place(db_path):
+    write_v2_catalog(db_path, make_batch(paths_of(2)))
     con = duckdb.connect(str(db_path))  # make it what version 1 wrote
     con.execute("DROP INDEX files_file_path_normalized_idx")
     con.execute("ALTER TABLE files DROP COLUMN renamed_from")

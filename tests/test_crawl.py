@@ -228,10 +228,10 @@ def test_reader_exception_becomes_error_rows(tree, tmp_path, monkeypatch):
     real = pool_mod.build_batch
     victim = str(sorted(tree.rglob("*.exr"))[0].parent)
 
-    def buggy(raw, now, run_id, keyed=False):
+    def buggy(raw, now, run_id):
         if any(p.startswith(victim) for p in raw.files["file_path"].to_pylist()):
             raise ValueError("injected reader bug")
-        return real(raw, now, run_id, keyed=keyed)
+        return real(raw, now, run_id)
 
     monkeypatch.setattr(pool_mod, "build_batch", buggy)
     summary, counts = run_crawl([tree], tmp_path / "c.duckdb", workers=2, chunk_size=10)

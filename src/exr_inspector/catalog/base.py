@@ -18,13 +18,24 @@ import importlib
 import os
 import socket
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .schema import FILES, TABLES, validate_batch
+from .schema import (
+    CHILD_TABLES,
+    FILE_INDEX,
+    FILES,
+    FINGERPRINT_KEY,
+    FINGERPRINTS,
+    KEYED,
+    TABLES,
+    fingerprint_keys,
+    validate_batch,
+    vector_array,
+)
 
 # What an incremental crawl needs to know about a file it finds on disk.
 LOOKUP_COLUMNS = ("file_path_normalized", "size_bytes", "mtime_ns", "inode", "header_hash", "missing_since")
@@ -49,30 +60,75 @@ class NotSupported(CatalogError):
     """The backend cannot do this (e.g. raw SQL on VAST)."""
 
 
-@dataclass
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
 class IngestBatch:
-    """One batch of files for ``upsert``: a table per catalog table, all for the same files.
+    """One batch of files for ``upsert``: the rows of every catalog table, all for the same files.
 
     ``files`` rows arrive with ``first_seen = last_inspected = now`` and
     ``inspection_count = 1``; the backend keeps the stored ``first_seen`` and
     counts up for files it already holds.
+
+    A batch travels keyed (``schema.KEYED``): child rows name their file by
+    ``file_index`` and their fingerprint by ``fingerprint_key`` into
+    ``fingerprints``. ``parts``, ``channels`` and ``attributes`` give the
+    tables in their catalog schemas, built on first use, for backends that store
+    them whole (VAST) and for readers; the DuckDB backend writes the keyed form.
     """
 
-    files: pa.Table
-    parts: pa.Table
-    channels: pa.Table
-    attributes: pa.Table
-    errors: pa.Table  # crawl_errors rows
-    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    def __init__(self, files: pa.Table, parts: pa.Table, channels: pa.Table, attributes: pa.Table,
+                 errors: pa.Table, now: dt.datetime | None = None) -> None:
+        """A batch from tables in the catalog schemas; every child row must belong to a file of ``files``."""
+        given = {"parts": parts, "channels": channels, "attributes": attributes}
+        for name, table in given.items():
+            validate_batch(name, table)
+        fingerprints, keyed_channels = _key_fingerprints(channels)
+        self._set(files, {"parts": _keyed(parts, files, "parts"), "channels": _keyed(keyed_channels, files, "channels"),
+                          "attributes": _keyed(attributes, files, "attributes")}, fingerprints, errors, now)
+        self._logical.update(given)
+
+    @classmethod
+    def keyed(cls, files: pa.Table, children: dict[str, pa.Table], fingerprints: pa.Table, errors: pa.Table,
+              now: dt.datetime | None = None) -> IngestBatch:
+        """A batch already in the keyed form (what the readers produce)."""
+        batch = cls.__new__(cls)
+        batch._set(files, children, fingerprints, errors, now)
+        return batch
+
+    def _set(self, files, children, fingerprints, errors, now) -> None:
+        self.files = files
+        self.children = children  # name -> keyed table (schema.KEYED)
+        self.fingerprints = fingerprints
+        self.errors = errors  # crawl_errors rows
+        self.now = now or _now()
+        self._logical: dict[str, pa.Table] = {}
+
+    def logical(self, name: str) -> pa.Table:
+        """Child table ``name`` in its catalog schema: file_id, file_path and vectors put back."""
+        if name not in self._logical:
+            self._logical[name] = _expand(name, self.children[name], self.files, self.fingerprints)
+        return self._logical[name]
+
+    parts = property(lambda self: self.logical("parts"))
+    channels = property(lambda self: self.logical("channels"))
+    attributes = property(lambda self: self.logical("attributes"))
+
+    def keyed_tables(self) -> dict[str, pa.Table]:
+        """Every table of the batch as it travels (what a reader ships, what DuckDB writes)."""
+        return {"files": self.files, **self.children, "fingerprints": self.fingerprints, "crawl_errors": self.errors}
 
     def tables(self) -> dict[str, pa.Table]:
-        return {
-            "files": self.files,
-            "parts": self.parts,
-            "channels": self.channels,
-            "attributes": self.attributes,
-            "crawl_errors": self.errors,
-        }
+        """Every table in its catalog schema."""
+        return {"files": self.files, **{n: self.logical(n) for n in CHILD_TABLES}, "crawl_errors": self.errors}
+
+    def rows(self, name: str) -> int:
+        return self.files.num_rows if name == "files" else self.children[name].num_rows
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.keyed_tables().values())
 
     @property
     def num_files(self) -> int:
@@ -81,14 +137,24 @@ class IngestBatch:
     def checked_keys(self) -> pa.Array:
         """The files' keys, after refusing (CatalogError) a batch a backend must not write.
 
-        Every table must match its schema exactly, and no file may appear twice:
-        its child rows could not be told apart.
+        Every table must match its schema exactly, every child row must name a file
+        and a fingerprint of the batch, and no file may appear twice: its child rows
+        could not be told apart.
         """
-        for name, table in self.tables().items():
-            try:
-                validate_batch(name, table)
-            except TypeError as e:
-                raise CatalogError(f"upsert refused: {e}") from e
+        schemas = {"files": FILES, **KEYED, "fingerprints": FINGERPRINTS, "crawl_errors": TABLES["crawl_errors"]}
+        for name, table in self.keyed_tables().items():
+            if not table.schema.equals(schemas[name], check_metadata=False):
+                raise CatalogError(f"upsert refused: batch for table {name!r} does not match its schema:\n"
+                                   f"{table.schema}\nexpected:\n{schemas[name]}")
+        n = self.files.num_rows
+        for name, table in self.children.items():
+            idx = table["file_index"]
+            if table.num_rows and (pc.min(idx).as_py() < 0 or pc.max(idx).as_py() >= n):
+                raise CatalogError(f"upsert refused: {name} rows name a file_index outside the batch's {n} files")
+        keys = self.children["channels"]["fingerprint_key"]
+        if keys.null_count < len(keys) and not pc.all(pc.is_in(keys.drop_null(), value_set=self.fingerprints[
+                "fingerprint_key"].combine_chunks())).as_py():
+            raise CatalogError("upsert refused: channels rows name a fingerprint_key the batch does not carry")
         keys = self.files.column("file_path_normalized").combine_chunks()
         if pc.count_distinct(keys, mode="all").as_py() != len(keys):
             counts = pc.value_counts(keys)
@@ -97,19 +163,69 @@ class IngestBatch:
         return keys
 
     def with_errors(self, errors: pa.Table) -> IngestBatch:
-        return IngestBatch(self.files, self.parts, self.channels, self.attributes, errors, self.now)
+        return IngestBatch.keyed(self.files, self.children, self.fingerprints, errors, self.now)
 
     @classmethod
     def concat(cls, batches: Sequence[IngestBatch]) -> IngestBatch:
-        """One batch from many: the writer upserts large batches, not chunk-sized ones."""
-        tables = {k: pa.concat_tables([b.tables()[k] for b in batches]) for k in batches[0].tables()}
-        return cls(tables["files"], tables["parts"], tables["channels"], tables["attributes"],
-                   tables["crawl_errors"], max(b.now for b in batches))
+        """One batch from many: file_index values shift by the files before them."""
+        children: dict[str, list[pa.Table]] = {n: [] for n in CHILD_TABLES}
+        base = 0
+        for b in batches:
+            for name, t in b.children.items():
+                idx = pc.add(t["file_index"], pa.scalar(base, pa.int32()))
+                children[name].append(t.set_column(0, FILE_INDEX, idx))
+            base += b.num_files
+        fps = pa.concat_tables([b.fingerprints for b in batches])
+        _, first = np.unique(fps["fingerprint_key"].to_numpy(), return_index=True)
+        return cls.keyed(pa.concat_tables([b.files for b in batches]),
+                         {n: pa.concat_tables(ts) for n, ts in children.items()}, fps.take(np.sort(first)),
+                         pa.concat_tables([b.errors for b in batches]), max(b.now for b in batches))
 
     @classmethod
     def empty(cls) -> IngestBatch:
-        e = {name: TABLES[name].empty_table() for name in ("files", "parts", "channels", "attributes", "crawl_errors")}
-        return cls(e["files"], e["parts"], e["channels"], e["attributes"], e["crawl_errors"])
+        return cls.keyed(FILES.empty_table(), {n: KEYED[n].empty_table() for n in CHILD_TABLES},
+                         FINGERPRINTS.empty_table(), TABLES["crawl_errors"].empty_table())
+
+
+def _keyed(table: pa.Table, files: pa.Table, name: str) -> pa.Table:
+    """A child table (fingerprints already keyed) -> keyed by file_index (ValueError if a row's file is absent)."""
+    idx = pc.index_in(table["file_id"], value_set=files["file_id"].combine_chunks())
+    if idx.null_count:
+        raise ValueError(f"{name}: {idx.null_count} row(s) belong to no file of the batch")
+    schema = KEYED[name]
+    return pa.Table.from_arrays([idx.cast(pa.int32()), *[table[f.name] for f in list(schema)[1:]]], schema=schema)
+
+
+def _key_fingerprints(channels: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """channels in the catalog schema -> (distinct fingerprints, channels with fingerprint_key)."""
+    col = channels["channel_fingerprint"].combine_chunks()
+    dim = col.type.list_size
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32) if len(col) else np.zeros(0, np.float32)
+    rows = flat.reshape(-1, dim)  # flatten() skips null entries: one row per valid fingerprint
+    keys = np.zeros(len(col), np.int64)
+    fps = FINGERPRINTS.empty_table()
+    if len(rows):
+        distinct, first, inverse = np.unique(rows.view(np.dtype((np.void, 4 * dim))).ravel(), return_index=True,
+                                             return_inverse=True)
+        del distinct
+        dk = fingerprint_keys(rows[first])
+        keys[valid] = dk[inverse.ravel()]
+        fps = pa.Table.from_arrays([pa.array(dk), vector_array(rows[first])], schema=FINGERPRINTS)
+    key_col = pa.array(keys, pa.int64(), mask=~valid)
+    i = channels.schema.get_field_index("channel_fingerprint")
+    return fps, channels.set_column(i, FINGERPRINT_KEY, key_col)
+
+
+def _expand(name: str, keyed: pa.Table, files: pa.Table, fingerprints: pa.Table) -> pa.Table:
+    """A keyed child table -> its catalog schema."""
+    idx = keyed["file_index"]
+    cols = {"file_id": pc.take(files["file_id"], idx), "file_path": pc.take(files["file_path"], idx)}
+    if name == "channels":
+        pos = pc.index_in(keyed["fingerprint_key"], value_set=fingerprints["fingerprint_key"].combine_chunks())
+        cols["channel_fingerprint"] = pc.take(fingerprints["channel_fingerprint"], pos)
+    schema = TABLES[name]
+    return pa.Table.from_arrays([cols[f.name] if f.name in cols else keyed[f.name] for f in schema], schema=schema)
 
 
 @dataclass

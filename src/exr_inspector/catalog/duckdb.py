@@ -4,6 +4,13 @@ Tables are created from the Arrow schemas in ``schema.TABLES`` (``ddl_for``), so
 there is no hand-written DDL to drift. Batches go in zero-copy: each pyarrow
 table is registered as a view and merged with set-based SQL inside one
 transaction, so the cost per batch is a handful of statements, never per row.
+
+Physical layout: ``parts``, ``channels`` and ``attributes`` are views, in exactly
+their Arrow schemas, over tables that store what a batch carries (``STORED``):
+child rows without the ``file_path`` their file row holds, and channels with a
+``fingerprint_key`` into ``channel_fingerprints``, which holds each distinct
+fingerprint once. That halves what a crawl writes (measured on the bench tree:
+178 -> 87 us of DuckDB time a file); queries see the catalog tables unchanged.
 """
 
 from __future__ import annotations
@@ -20,9 +27,18 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .base import LOOKUP_COLUMNS, LOOKUP_SCHEMA, Catalog, CatalogError, IngestBatch, UpsertStats, naive_utc, run_origin
-from .schema import EMBEDDING_DIM, FILE_TABLES, FILES, SCHEMA_VERSION, TABLES
+from .schema import (
+    EMBEDDING_DIM,
+    FILES,
+    FINGERPRINT_KEY,
+    FINGERPRINTS,
+    SCHEMA_VERSION,
+    TABLES,
+    fingerprint_keys,
+)
 
 # DuckDB runs the upsert's set-based statements as hash joins over sequential
 # scans and never probes an ART index for them; child-table indexes only slowed
@@ -68,6 +84,33 @@ def ddl_for(name: str, schema: pa.Schema) -> str:
     cols = ",\n  ".join(f"{_q(f.name)} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema)
     return f"CREATE TABLE IF NOT EXISTS {_q(name)} (\n  {cols}\n)"
 
+
+
+# Child table -> the table that stores it (the catalog table is a view over it).
+STORED = {"parts": "part_rows", "channels": "channel_rows", "attributes": "attribute_rows"}
+FINGERPRINT_TABLE = "channel_fingerprints"
+
+
+def stored_schema(name: str) -> pa.Schema:
+    """What a child table stores: its Arrow schema without file_path, fingerprints by key."""
+    return pa.schema([FINGERPRINT_KEY if f.name == "channel_fingerprint" else f
+                      for f in TABLES[name] if f.name != "file_path"])
+
+
+def view_for(name: str) -> str:
+    """The view presenting child table ``name`` in its Arrow schema (column order included)."""
+    cols = []
+    for f in TABLES[name]:
+        if f.name == "file_path":
+            cols.append("f.file_path")
+        elif f.name == "channel_fingerprint":
+            cols.append("fp.channel_fingerprint")
+        else:
+            cols.append(f"r.{_q(f.name)}")
+    joins = "JOIN files f ON f.file_id = r.file_id"
+    if name == "channels":
+        joins += f" LEFT JOIN {FINGERPRINT_TABLE} fp ON fp.fingerprint_key = r.fingerprint_key"
+    return f"CREATE OR REPLACE VIEW {_q(name)} AS SELECT {', '.join(cols)} FROM {_q(STORED[name])} r {joins}"
 
 
 def _disk_full(e: BaseException) -> bool:
@@ -203,9 +246,17 @@ class DuckDBCatalog(Catalog):
             stored = self._stored_version(con)
             self._check_version(stored)
             for name, schema in TABLES.items():
-                con.execute(ddl_for(name, schema))
+                if name not in STORED:
+                    con.execute(ddl_for(name, schema))
             if stored is not None and stored < SCHEMA_VERSION:
                 self._upgrade(con)
+            for name in STORED:
+                con.execute(ddl_for(STORED[name], stored_schema(name)))
+            con.execute(ddl_for(FINGERPRINT_TABLE, FINGERPRINTS))
+            if stored is not None and stored < 3:
+                self._move_children(con)
+            for name in STORED:
+                con.execute(view_for(name))
             for table, cols in INDEXES.items():
                 con.execute(f"CREATE INDEX IF NOT EXISTS {_index_name(table)} ON {_q(table)} ({', '.join(map(_q, cols))})")
             if stored is None:
@@ -223,7 +274,7 @@ class DuckDBCatalog(Catalog):
 
     @staticmethod
     def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
-        """Older catalogs lack only columns added since: add them (nullable, so old rows read NULL)."""
+        """Older catalogs lack columns added since: add them (nullable, so old rows read NULL)."""
         for name, schema in TABLES.items():
             have = {r[0] for r in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ?",
@@ -234,6 +285,30 @@ class DuckDBCatalog(Catalog):
             for f in missing:
                 con.execute(f"ALTER TABLE {_q(name)} ADD COLUMN {_q(f.name)} {sql_type(f.type)}")
         con.execute("UPDATE catalog_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+
+    @staticmethod
+    def _move_children(con: duckdb.DuckDBPyConnection) -> None:
+        """Version < 3 stored child tables whole: move their rows into the stored layout, keyed
+        exactly as a crawl keys them, then drop them (their views replace them)."""
+        kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables "
+                                 "WHERE table_schema = 'main'").fetchall())
+        if kinds.get("channels") != "BASE TABLE":
+            return
+        fps = con.sql("SELECT DISTINCT channel_fingerprint FROM channels WHERE channel_fingerprint IS NOT NULL"
+                      ).to_arrow_table()["channel_fingerprint"].combine_chunks()
+        rows = fps.flatten().to_numpy(zero_copy_only=False).reshape(len(fps), -1).astype(np.float32)
+        keys = fingerprint_keys(rows)
+        con.register("_fp_map", pa.Table.from_arrays([pa.array(keys), fps], schema=FINGERPRINTS))
+        try:
+            con.execute(f"INSERT INTO {FINGERPRINT_TABLE} SELECT DISTINCT ON (fingerprint_key) * FROM _fp_map")
+            for name, table in STORED.items():
+                cols = ", ".join("m.fingerprint_key" if c == "fingerprint_key" else f"r.{_q(c)}"
+                                 for c in stored_schema(name).names)
+                join = " LEFT JOIN _fp_map m ON m.channel_fingerprint = r.channel_fingerprint" if name == "channels" else ""
+                con.execute(f"INSERT INTO {_q(table)} SELECT {cols} FROM {_q(name)} r{join}")
+                con.execute(f"DROP TABLE {_q(name)}")
+        finally:
+            con.unregister("_fp_map")
 
     # -- writing ----------------------------------------------------------
 
@@ -264,19 +339,25 @@ class DuckDBCatalog(Catalog):
         return total
 
     def _merge_one(self, con: duckdb.DuckDBPyConnection, batch: IngestBatch) -> UpsertStats:
-        tables = batch.tables()
-        views = {name: f"_batch_{name}" for name in tables}
+        registered: list[str] = []
+
+        def register(view: str, table: pa.Table) -> None:
+            con.register(view, table)
+            registered.append(view)
+
         try:
-            for name, view in views.items():
-                con.register(view, tables[name])
-            return self._merge(con, naive_utc(batch.now), len(batch.errors))
+            register("_batch_files", batch.files)
+            register("_batch_crawl_errors", batch.errors)
+            return self._merge(con, batch, register)
         finally:
-            for view in views.values():
+            for view in registered:
                 with suppress(duckdb.Error):
                     con.unregister(view)
 
-    def _merge(self, con: duckdb.DuckDBPyConnection, now: dt.datetime, n_errors: int) -> UpsertStats:
+    def _merge(self, con: duckdb.DuckDBPyConnection, batch: IngestBatch, register) -> UpsertStats:
         """The upsert's statements, run inside its transaction over the registered ``_batch_*`` views."""
+        now = naive_utc(batch.now)
+        n_errors = batch.errors.num_rows
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _upsert_keys AS
             SELECT b.file_path_normalized AS path, b.file_id AS new_id, f.file_id AS old_id,
@@ -295,7 +376,7 @@ class DuckDBCatalog(Catalog):
                 WHERE files.file_path_normalized = b.file_path_normalized AND files.header_hash = b.header_hash""",
                 [now])
         if stats.replaced:
-            for table in FILE_TABLES[1:]:
+            for table in STORED.values():
                 con.execute(f"DELETE FROM {table} WHERE file_id IN "
                             "(SELECT old_id FROM _upsert_keys WHERE action = 'changed')")
             con.execute("DELETE FROM files WHERE file_path_normalized IN "
@@ -307,11 +388,21 @@ class DuckDBCatalog(Catalog):
                                     coalesce(k.inspection_count + 1, b.inspection_count) AS inspection_count)
                 FROM _batch_files b JOIN _upsert_keys k ON k.path = b.file_path_normalized
                 WHERE k.action <> 'same'""", [now])
+            if batch.fingerprints.num_rows:
+                register("_batch_fingerprints", batch.fingerprints)
+                con.execute(f"""INSERT INTO {FINGERPRINT_TABLE} SELECT * FROM _batch_fingerprints
+                                WHERE fingerprint_key NOT IN (SELECT fingerprint_key FROM {FINGERPRINT_TABLE})""")
             # A first crawl's batches are all new files: skip the semi-join on every child row.
             only_new = "" if not stats.unchanged else (
                 " WHERE file_id IN (SELECT new_id FROM _upsert_keys WHERE action <> 'same')")
-            for table in FILE_TABLES[1:]:
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch_{table}{only_new}")
+            ids = batch.files["file_id"]
+            for name, table in STORED.items():
+                keyed = batch.children[name]
+                if not keyed.num_rows:
+                    continue
+                register(f"_batch_{table}", pa.Table.from_arrays(
+                    [pc.take(ids, keyed["file_index"]), *keyed.columns[1:]], schema=stored_schema(name)))
+                con.execute(f"INSERT INTO {table} SELECT * FROM _batch_{table}{only_new}")
         if n_errors:
             con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM _batch_crawl_errors")
         con.execute("DROP TABLE _upsert_keys")
@@ -362,10 +453,12 @@ class DuckDBCatalog(Catalog):
         if table not in TABLES:
             raise ValueError(f"unknown catalog table {table!r} (known: {', '.join(TABLES)})")
         schema = TABLES[table]
-        cols = ", ".join(_q(c) for c in (columns or schema.names) if c in schema.names or _unknown(c))
+        names = [c for c in (columns or schema.names) if c in schema.names or _unknown(c)]
         sql, params = self._where(where or {}, schema)
         with self._errors(f"scan({table})"):
-            return self.con.sql(f"SELECT {cols} FROM {_q(table)} WHERE TRUE{sql}", params=params).to_arrow_table()
+            out = self.con.sql(f"SELECT {', '.join(map(_q, names))} FROM {_q(table)} WHERE TRUE{sql}",
+                               params=params).to_arrow_table()
+        return out.cast(pa.schema([schema.field(c) for c in names]))  # the views' columns carry no NOT NULL
 
     def _with_paths(self, what: str, paths, sql: str, params: Sequence = ()) -> int:
         """Run one UPDATE/DELETE over ``files`` joined to a registered path array, in a transaction."""
@@ -402,7 +495,7 @@ class DuckDBCatalog(Catalog):
                                            "new": pa.array(list(new_paths), pa.string())}))
         try:
             with self._transaction("apply_renames"):
-                for table in FILE_TABLES[1:]:
+                for table in STORED.values():
                     con.execute(f"""DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM files
                                     WHERE file_path_normalized IN (SELECT old FROM _renames))""")
                 con.execute("DELETE FROM files WHERE file_path_normalized IN (SELECT old FROM _renames)")
@@ -416,9 +509,12 @@ class DuckDBCatalog(Catalog):
         gone = ("SELECT file_id FROM files WHERE missing_since < ? AND starts_with(file_path_normalized, ?)")
         params = [naive_utc(missing_before), prefix]
         with self._transaction("prune"):
-            for table in FILE_TABLES[1:]:
+            for table in STORED.values():
                 con.execute(f"DELETE FROM {table} WHERE file_id IN ({gone})", params)
-            return _scalar(con, f"DELETE FROM files WHERE file_id IN ({gone})", params)
+            n = _scalar(con, f"DELETE FROM files WHERE file_id IN ({gone})", params)
+            con.execute(f"""DELETE FROM {FINGERPRINT_TABLE} WHERE fingerprint_key NOT IN
+                            (SELECT fingerprint_key FROM {STORED['channels']} WHERE fingerprint_key IS NOT NULL)""")
+            return n
 
     def runs(self, status: str | None = None) -> pa.Table:
         return self.scan("crawl_runs", where={"status": status} if status else None)

@@ -7,9 +7,14 @@ Column meanings follow the original exr-inspector design (see ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: files.renamed_from, crawl_runs.host/pid (added as nullable columns on upgrade)
+# 2: files.renamed_from, crawl_runs.host/pid (added as nullable columns on upgrade)
+# 3: the DuckDB catalog stores child rows without file_path and each channel fingerprint once
+SCHEMA_VERSION = 3
 EMBEDDING_DIM = 384  # files.metadata_embedding
 FINGERPRINT_DIM = 128  # channels.channel_fingerprint
 
@@ -17,6 +22,13 @@ FINGERPRINT_DIM = 128  # channels.channel_fingerprint
 def vector(dim: int) -> pa.DataType:
     """Fixed-size list of non-null float32: the only vector shape VAST accepts."""
     return pa.list_(pa.field("item", pa.float32(), nullable=False), dim)
+
+
+def vector_array(rows: np.ndarray) -> pa.FixedSizeListArray:
+    """float32[n, dim] -> the ``vector(dim)`` array sharing the NumPy buffer (no copy)."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    flat = pa.array(rows.reshape(-1), type=pa.float32())
+    return pa.Array.from_buffers(vector(rows.shape[1]), rows.shape[0], [None], children=[flat])
 
 
 TS = pa.timestamp("us")  # UTC, stored naive: VAST keeps zones only on 5.4+
@@ -143,6 +155,41 @@ TABLES: dict[str, pa.Schema] = {
 
 # Tables that hold one file's rows, replaced together when its header changes.
 FILE_TABLES = ("files", "parts", "channels", "attributes")
+CHILD_TABLES = FILE_TABLES[1:]
+
+# How a batch travels from the readers to a catalog (``IngestBatch``). A file's child rows
+# carry ``file_index``, its row in the batch's files table, instead of repeating its id and
+# its 100-byte path on each of ~75 attribute rows; and a channel carries ``fingerprint_key``
+# into a table holding each distinct fingerprint once (a render tree has a few hundred
+# distinct channel fingerprints for every few hundred thousand channels).
+FINGERPRINTS = pa.schema([
+    pa.field("fingerprint_key", pa.int64(), nullable=False),
+    pa.field("channel_fingerprint", vector(FINGERPRINT_DIM), nullable=False),
+])
+FILE_INDEX = pa.field("file_index", pa.int32(), nullable=False)
+FINGERPRINT_KEY = pa.field("fingerprint_key", pa.int64())
+
+
+def keyed_schema(name: str) -> pa.Schema:
+    """A child table as it travels in a batch: ``file_index`` first, fingerprints by key."""
+    rest = [FINGERPRINT_KEY if f.name == "channel_fingerprint" else f for f in TABLES[name] if
+            f.name not in ("file_id", "file_path")]
+    return pa.schema([FILE_INDEX, *rest])
+
+
+KEYED = {name: keyed_schema(name) for name in CHILD_TABLES}
+
+
+def fingerprint_keys(vectors: np.ndarray) -> np.ndarray:
+    """int64 key of each fingerprint row: its float32 bytes' BLAKE2b-64, so equal vectors share a key.
+
+    Called on distinct vectors only (a chunk has a few hundred), so per-row hashing is cheap.
+    """
+    rows = np.ascontiguousarray(vectors, dtype="<f4")
+    out = np.empty(rows.shape[0], np.int64)
+    for i, row in enumerate(rows):
+        out[i] = int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little", signed=True)
+    return out
 
 
 def validate_batch(name: str, batch: pa.RecordBatch | pa.Table) -> None:

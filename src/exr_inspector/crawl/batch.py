@@ -16,19 +16,22 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from ..catalog.base import IngestBatch
-from ..catalog.schema import ATTRIBUTES, CHANNELS, CRAWL_ERRORS, FILES, PARTS, SCHEMA_VERSION, TS
-from ..embed import embed_chunk
+from ..catalog.schema import (
+    CRAWL_ERRORS,
+    FILES,
+    FINGERPRINT_KEY,
+    FINGERPRINTS,
+    KEYED,
+    SCHEMA_VERSION,
+    TS,
+    fingerprint_keys,
+    vector_array,
+)
+from ..embed import embed_channels_distinct, embed_files
 from ..payload import FRAME_PATTERN
 from .columns import RawChunk
 
 _SEQUENCE_RE = r"([._])\d+(\.[A-Za-z0-9]+)$"
-
-
-def _vectors(rows: np.ndarray, typ: pa.DataType) -> pa.FixedSizeListArray:
-    """float32[n, dim] -> fixed-size list array sharing the NumPy buffer (no copy)."""
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
-    flat = pa.array(rows.reshape(-1), type=pa.float32())
-    return pa.Array.from_buffers(typ, rows.shape[0], [None], children=[flat])
 
 
 def _mtime(ns: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -37,29 +40,6 @@ def _mtime(ns: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _const(n: int, value, typ: pa.DataType) -> pa.Array:
     return pa.array(np.full(n, value)).cast(typ) if value is not None else pa.nulls(n, typ)
-
-
-def _children(table: pa.Table, files: pa.Table) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
-    """file_id and file_path of each child row, taken from its file by file_index."""
-    idx = table["file_index"]
-    return pc.take(files["file_id"], idx), pc.take(files["file_path"], idx)
-
-
-def attach_file_keys(batch: IngestBatch) -> IngestBatch:
-    """Child tables shipped with ``file_index`` get their file_id and file_path back.
-
-    Workers send children keyed by index: repeating a 100-byte path on every
-    attribute row would more than double what crosses the process boundary.
-    """
-    def expand(table: pa.Table, schema: pa.Schema) -> pa.Table:
-        if "file_index" not in table.column_names:
-            return table
-        fid, fpath = _children(table, batch.files)
-        rest = [table[name] for name in schema.names[2:]]
-        return pa.Table.from_arrays([fid, fpath, *rest], schema=schema)
-
-    return IngestBatch(batch.files, expand(batch.parts, PARTS), expand(batch.channels, CHANNELS),
-                       expand(batch.attributes, ATTRIBUTES), batch.errors, batch.now)
 
 
 def error_rows(paths: Sequence[str], codes: Sequence[str], messages: Sequence[str], now: dt.datetime,
@@ -90,11 +70,13 @@ def _vanished(errors: pa.Table) -> pa.Table:
         errors.schema.get_field_index("message"), "message", msgs)
 
 
-def build_batch(raw: RawChunk, now: dt.datetime, run_id: str, *, keyed: bool = False) -> IngestBatch:
-    """The catalog rows of one chunk, in the catalog schemas (children keyed by file_index if ``keyed``)."""
+def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
+    """The catalog rows of one chunk, keyed (see ``IngestBatch``): children by file_index, each
+    distinct channel fingerprint once."""
     files = raw.files
     n = files.num_rows
-    file_vecs, channel_vecs = embed_chunk(raw)
+    file_vecs = embed_files(raw)
+    inverse, distinct = embed_channels_distinct(raw)
     path = files["file_path"]
     frame = pc.struct_field(pc.extract_regex(path, FRAME_PATTERN), "frame")
     frame = pc.if_else(pc.equal(frame, ""), pa.scalar(None, pa.string()), frame).cast(pa.int64())
@@ -102,23 +84,21 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str, *, keyed: bool = F
     out_files = pa.Table.from_arrays([
         files["file_id"], path, path, files["header_hash"], files["size_bytes"], _mtime(files["mtime_ns"]),
         files["mtime_ns"], files["inode"], files["multipart_count"], files["is_deep"], files["is_tiled"], frame,
-        pc.replace_substring_regex(path, _SEQUENCE_RE, r"\1#\2"), _vectors(file_vecs, FILES.field("metadata_embedding").type),
+        pc.replace_substring_regex(path, _SEQUENCE_RE, r"\1#\2"), vector_array(file_vecs),
         now_col, now_col, _const(n, 1, pa.int64()), pa.nulls(n, TS), _const(n, SCHEMA_VERSION, pa.int32()),
         _const(n, __version__, pa.string()), pa.nulls(n, pa.string()),
     ], schema=FILES)
 
-    def child(table: pa.Table, schema: pa.Schema, columns: list) -> pa.Table:
-        if keyed:
-            return pa.Table.from_arrays([table["file_index"], *columns],
-                                        schema=pa.schema([pa.field("file_index", pa.int32()), *list(schema)[2:]]))
-        fid, fpath = _children(table, files)
-        return pa.Table.from_arrays([fid, fpath, *columns], schema=schema)
-
-    parts, ch, at = raw.parts, raw.channels, raw.attributes
-    out_parts = child(parts, PARTS, [parts[name] for name in PARTS.names[2:]])
-    out_channels = child(ch, CHANNELS, [ch[name] for name in CHANNELS.names[2:-1]]
-                         + [_vectors(channel_vecs, CHANNELS.field("channel_fingerprint").type)])
-    out_attrs = child(at, ATTRIBUTES, [at[name] for name in ATTRIBUTES.names[2:]])
+    # Two signatures can give the same vector: the fingerprints table holds each key once.
+    keys = fingerprint_keys(distinct)
+    unique_keys, first = np.unique(keys, return_index=True)
+    fingerprints = pa.Table.from_arrays([pa.array(unique_keys), vector_array(distinct[first])],
+                                        schema=FINGERPRINTS)
+    ch = raw.channels
+    channels = ch.select(KEYED["channels"].names[:-1]).append_column(FINGERPRINT_KEY, pa.array(keys[inverse]))
+    children = {"parts": raw.parts.select(KEYED["parts"].names), "channels": channels,
+                "attributes": raw.attributes.select(KEYED["attributes"].names)}
+    children = {name: t.cast(KEYED[name]) for name, t in children.items()}
 
     err = _vanished(raw.errors)
     m = err.num_rows
@@ -126,4 +106,4 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str, *, keyed: bool = F
         err["path"], err["error_code"], err["message"], err["size_bytes"], _mtime(err["mtime_ns"]),
         _const(m, np.datetime64(now, "us"), TS), _const(m, run_id, pa.string()),
     ], schema=CRAWL_ERRORS)
-    return IngestBatch(out_files, out_parts, out_channels, out_attrs, out_errors, now=now)
+    return IngestBatch.keyed(out_files, children, fingerprints, out_errors, now=now)

@@ -114,7 +114,7 @@ class _Writer:
         while item is not None:
             codes.extend(item.errors["error_code"].to_pylist())
             files += item.num_files
-            nbytes += sum(t.nbytes for t in item.tables().values())
+            nbytes += item.nbytes
             yield item
             item = None
             if files >= self.batch_files or (self.batch_bytes is not None and nbytes >= self.batch_bytes):
@@ -225,9 +225,9 @@ def crawl(
     try:
         for _paths, batch in pool.run(plan.chunks(), started, summary.run_id):
             summary.files += batch.files.num_rows
-            summary.parts += batch.parts.num_rows
-            summary.channels += batch.channels.num_rows
-            summary.attributes += batch.attributes.num_rows
+            summary.parts += batch.rows("parts")
+            summary.channels += batch.rows("channels")
+            summary.attributes += batch.rows("attributes")
             summary.errors += batch.errors.num_rows
             writer.put(batch)
             del batch

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from ..catalog.base import IngestBatch
 from ..embed.kernels import warm_up
-from .batch import attach_file_keys, build_batch, error_rows
+from .batch import build_batch, error_rows
 from .columns import scan_chunk
 
 # Fault injection for the crash tests: a worker SIGKILLs itself on a chunk holding a
@@ -59,17 +59,16 @@ def _maybe_die(paths: list[str]) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool | None,
-                  keyed: bool = False) -> IngestBatch:
-    """Scan, embed and shape one chunk (children keyed by file_index if ``keyed``)."""
+def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool | None) -> IngestBatch:
+    """Scan, embed and shape one chunk."""
     _maybe_die(paths)
-    return build_batch(scan_chunk(paths, native=native), now, run_id, keyed=keyed)
+    return build_batch(scan_chunk(paths, native=native), now, run_id)
 
 
 # Results travel as Arrow IPC streams in a file on tmpfs, mapped by the parent: no pickling
 # of megabytes through a pipe, no copy on the receiving side, exact schemas kept.
 _SHM = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-_TABLES = ("files", "parts", "channels", "attributes", "crawl_errors")
+_TABLES = ("files", "parts", "channels", "attributes", "fingerprints", "crawl_errors")
 
 
 def _spool_prefix(run_id: str) -> str:
@@ -81,7 +80,7 @@ def _to_spool(batch: IngestBatch, prefix: str) -> tuple[str, list[int], dt.datet
     sizes = []
     with pa.OSFile(path, "wb") as sink:
         for name in _TABLES:
-            table = batch.tables()[name]
+            table = batch.keyed_tables()[name]
             start = sink.tell()
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
@@ -100,12 +99,13 @@ def _from_spool(payload: tuple[str, list[int], dt.datetime]) -> IngestBatch:
     for name, size in zip(_TABLES, sizes, strict=True):
         t[name] = pa.ipc.open_stream(buf.slice(offset, size)).read_all()
         offset += size
-    return attach_file_keys(IngestBatch(t["files"], t["parts"], t["channels"], t["attributes"], t["crawl_errors"], now))
+    children = {name: t[name] for name in ("parts", "channels", "attributes")}
+    return IngestBatch.keyed(t["files"], children, t["fingerprints"], t["crawl_errors"], now)
 
 
 def _work(paths: list[str], now: dt.datetime, run_id: str, native: bool | None):
-    """Runs in a worker process: children travel keyed by file_index (see attach_file_keys)."""
-    return _to_spool(process_chunk(paths, now, run_id, native, keyed=True), _spool_prefix(run_id))
+    """Runs in a worker process: the batch travels keyed (see IngestBatch)."""
+    return _to_spool(process_chunk(paths, now, run_id, native), _spool_prefix(run_id))
 
 
 def freeze_heap() -> None:

@@ -212,21 +212,9 @@ def channel_tokens(raw: RawChunk) -> Tokens:
 
 def channel_token_ids(raw: RawChunk) -> TokenIds:
     """``channel_tokens`` as ids into a dictionary of the chunk's distinct tokens."""
-    ch, parts = raw.channels, raw.parts
+    ch = raw.channels
     n = ch.num_rows
-    # The channel's part row, by (file_index, part_index) key: no reliance on table order.
-    ckey = pc.add(pc.multiply(pc.cast(ch["file_index"], pa.int64()), 1 << 32), pc.cast(ch["part_index"], pa.int64()))
-    pkey = pc.add(pc.multiply(pc.cast(parts["file_index"], pa.int64()), 1 << 32),
-                  pc.cast(parts["part_index"], pa.int64()))
-    where = pc.index_in(ckey, value_set=pkey.combine_chunks())
-    found = pc.is_valid(where)
-    part = parts.take(pc.fill_null(where, 0)) if parts.num_rows else parts.select(["part_type", "compression"])
-
-    def ctx(col: str) -> pa.Array:
-        if not parts.num_rows:
-            return pa.nulls(n, pa.string())
-        return pc.if_else(found, part[col], pa.scalar(None, pa.string()))
-
+    ctx = _channel_context(raw)
     kinds = [
         (_prefixed("name:", ch["channel_name"]), 1.0),
         (_prefixed("component:", ch["component_name"]), 1.0),
@@ -234,8 +222,8 @@ def channel_token_ids(raw: RawChunk) -> TokenIds:
         (_prefixed("type:", ch["channel_type"]), 1.0),
         (_join("samp:", _str(ch["x_sampling"]), "x", _str(ch["y_sampling"])), 0.5),
         (pc.if_else(pc.fill_null(ch["p_linear"], False), pa.scalar("plinear"), pa.scalar(None, pa.string())), 0.5),
-        (_prefixed("ptype:", ctx("part_type")), 0.25),
-        (_prefixed("comp:", ctx("compression")), 0.25),
+        (_prefixed("ptype:", ctx["part_type"]), 0.25),
+        (_prefixed("comp:", ctx["compression"]), 0.25),
     ]
     # Kind-major -> row-major: entry k * n + r moves to r * n_kinds + k, nulls dropped after.
     base = np.arange(n, dtype=np.int64)
@@ -250,3 +238,54 @@ def channel_token_ids(raw: RawChunk) -> TokenIds:
     weight = np.tile(np.array([w for _, w in kinds], np.float32), n)
     keep = full >= 0
     return row[keep], full[keep], weight[keep], dictionary
+
+
+def _channel_context(raw: RawChunk) -> pa.Table:
+    """part_type and compression of each channel's part (null where the part is absent)."""
+    ch, parts = raw.channels, raw.parts
+    n = ch.num_rows
+    if not parts.num_rows:
+        return pa.table({"part_type": pa.nulls(n, pa.string()), "compression": pa.nulls(n, pa.string())})
+    # The channel's part row, by (file_index, part_index) key: no reliance on table order.
+    ckey = pc.add(pc.multiply(pc.cast(ch["file_index"], pa.int64()), 1 << 32), pc.cast(ch["part_index"], pa.int64()))
+    pkey = pc.add(pc.multiply(pc.cast(parts["file_index"], pa.int64()), 1 << 32),
+                  pc.cast(parts["part_index"], pa.int64()))
+    where = pc.index_in(ckey, value_set=pkey.combine_chunks())
+    return parts.select(["part_type", "compression"]).take(where)
+
+
+def _codes(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Dense int64 code of each value (0 = null), equal values equal codes."""
+    col = _array(col)
+    if pa.types.is_boolean(col.type):
+        col = col.cast(pa.int8())
+    idx = pc.dictionary_encode(col).indices
+    return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+
+
+def channel_signatures(raw: RawChunk) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse): rows with equal fingerprint inputs, i.e. the same AOV channel of the same
+    layout, share a signature, and row r's fingerprint is row ``first[inverse[r]]``'s.
+
+    The inputs are exactly what ``channel_token_ids`` reads; a chunk of 21k channels has a
+    few hundred signatures, so the fingerprint tokens are built once per signature.
+    """
+    ch = raw.channels
+    n = ch.num_rows
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ctx = _channel_context(raw)
+    cols = [ch["channel_name"], ch["component_name"], ch["layer_name"], ch["channel_type"], ch["x_sampling"],
+            ch["y_sampling"], pc.fill_null(ch["p_linear"], False), ctx["part_type"], ctx["compression"]]
+    key = np.zeros(n, np.int64)
+    card = 1
+    for col in cols:
+        codes = _codes(col)
+        m = int(codes.max()) + 1
+        if card * m >= 1 << 62:  # keep the mixed-radix key in range: renumber what we have so far
+            _, key = np.unique(key, return_inverse=True)
+            card = int(key.max()) + 1
+        key = key * m + codes
+        card *= m
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
