@@ -392,17 +392,20 @@ class DuckDBCatalog(Catalog):
                 register("_batch_fingerprints", batch.fingerprints)
                 con.execute(f"""INSERT INTO {FINGERPRINT_TABLE} SELECT * FROM _batch_fingerprints
                                 WHERE fingerprint_key NOT IN (SELECT fingerprint_key FROM {FINGERPRINT_TABLE})""")
-            # A first crawl's batches are all new files: skip the semi-join on every child row.
-            only_new = "" if not stats.unchanged else (
-                " WHERE file_id IN (SELECT new_id FROM _upsert_keys WHERE action <> 'same')")
+            # Child rows go in through relations, not registered views: DuckDB holds a registered
+            # table until the transaction ends, which kept every chunk of a 10,000-file
+            # transaction in memory (measured: 125 MB of spool mappings in a crawl's writer).
             ids = batch.files["file_id"]
             for name, table in STORED.items():
                 keyed = batch.children[name]
                 if not keyed.num_rows:
                     continue
-                register(f"_batch_{table}", pa.Table.from_arrays(
-                    [pc.take(ids, keyed["file_index"]), *keyed.columns[1:]], schema=stored_schema(name)))
-                con.execute(f"INSERT INTO {table} SELECT * FROM _batch_{table}{only_new}")
+                rel = con.from_arrow(pa.Table.from_arrays([pc.take(ids, keyed["file_index"]), *keyed.columns[1:]],
+                                                          schema=stored_schema(name)))
+                if stats.unchanged:  # a first crawl's batches are all new: no semi-join on every child row
+                    rel = rel.filter("file_id IN (SELECT new_id FROM _upsert_keys WHERE action <> 'same')")
+                rel.insert_into(table)
+                del rel
         if n_errors:
             con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM _batch_crawl_errors")
         con.execute("DROP TABLE _upsert_keys")

@@ -69,6 +69,9 @@ def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool 
 # of megabytes through a pipe, no copy on the receiving side, exact schemas kept.
 _SHM = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 _TABLES = ("files", "parts", "channels", "attributes", "fingerprints", "crawl_errors")
+# Tables left on the mapping (the bulk: the mapping goes once they are written); one buffer
+# of the others kept alive would keep the whole mapping.
+_MAPPED = ("parts", "channels", "attributes")
 
 
 def _spool_prefix(run_id: str) -> str:
@@ -97,7 +100,10 @@ def _from_spool(payload: tuple[str, list[int], dt.datetime]) -> IngestBatch:
     buf = mm.read_buffer()
     t, offset = {}, 0
     for name, size in zip(_TABLES, sizes, strict=True):
-        t[name] = pa.ipc.open_stream(buf.slice(offset, size)).read_all()
+        piece = buf.slice(offset, size)
+        if name not in _MAPPED:  # copied: a catalog may hold these until its transaction ends
+            piece = pa.py_buffer(piece.to_pybytes())
+        t[name] = pa.ipc.open_stream(piece).read_all()
         offset += size
     children = {name: t[name] for name in ("parts", "channels", "attributes")}
     return IngestBatch.keyed(t["files"], children, t["fingerprints"], t["crawl_errors"], now)
