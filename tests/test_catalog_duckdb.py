@@ -267,3 +267,31 @@ def test_20k_file_batch(db_path):
         again = time.perf_counter() - t
         assert cat.lookup(paths).num_rows == 20_000
     print(f"20k files: first upsert {first:.2f}s, unchanged re-upsert {again:.2f}s")
+
+
+def test_stored_layout_keeps_each_value_once_and_prune_collects_orphans(db_path):
+    """Attribute values and fingerprints are stored once per batch / catalog, read back whole
+    through the views, and prune drops the ones no row uses any more."""
+    paths = paths_of(5)
+
+    def stored(cat):
+        return {t: cat.query(f"SELECT count(*) FROM {t}").column(0)[0].as_py()
+                for t in ("attribute_rows", "attribute_values", "channel_rows", "channel_fingerprints")}
+
+    with DuckDBCatalog(str(db_path)) as cat:
+        batch = make_batch(paths, n_parts=2, n_channels=4, n_attrs=6)
+        cat.upsert(batch)
+        got = stored(cat)
+        assert got["attribute_rows"] == 5 * 2 * 6 and got["attribute_values"] == 6  # one per distinct value
+        want = batch.attributes.sort_by([("file_id", "ascending"), ("part_index", "ascending"),
+                                         ("attr_name", "ascending")])
+        assert cat.scan("attributes").sort_by([("file_id", "ascending"), ("part_index", "ascending"),
+                                               ("attr_name", "ascending")]).equals(want)
+        # New headers for every file: the old values and fingerprints are orphans until prune.
+        cat.upsert(make_batch(paths, ["h2"] * 5, n_parts=2, n_channels=4, n_attrs=6, embedding_seed=7))
+        assert stored(cat)["attribute_values"] == 12 and stored(cat)["channel_fingerprints"] == 2 * got[
+            "channel_fingerprints"]
+        assert cat.prune(T0 - dt.timedelta(days=1)) == 0  # no file is missing: only orphans go
+        after = stored(cat)
+        assert after["attribute_values"] == 6 and after["channel_fingerprints"] == got["channel_fingerprints"]
+        assert after["attribute_rows"] == got["attribute_rows"] and cat.count("attributes") == 60

@@ -25,13 +25,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .schema import (
+    ATTRIBUTE_VALUES,
     CHILD_TABLES,
-    FILE_INDEX,
     FILES,
     FINGERPRINT_KEY,
     FINGERPRINTS,
     KEYED,
     TABLES,
+    VALUE_COLUMNS,
+    VALUE_INDEX,
     fingerprint_keys,
     validate_batch,
     vector_array,
@@ -72,8 +74,9 @@ class IngestBatch:
     counts up for files it already holds.
 
     A batch travels keyed (``schema.KEYED``): child rows name their file by
-    ``file_index`` and their fingerprint by ``fingerprint_key`` into
-    ``fingerprints``. ``parts``, ``channels`` and ``attributes`` give the
+    ``file_index``, a channel its fingerprint by ``fingerprint_key`` into
+    ``fingerprints``, an attribute its value by ``value_index`` into
+    ``attribute_values``. ``parts``, ``channels`` and ``attributes`` give the
     tables in their catalog schemas, built on first use, for backends that store
     them whole (VAST) and for readers; the DuckDB backend writes the keyed form.
     """
@@ -85,30 +88,35 @@ class IngestBatch:
         for name, table in given.items():
             validate_batch(name, table)
         fingerprints, keyed_channels = _key_fingerprints(channels)
+        value_index, values = dedupe_values(attributes)
+        keyed_attrs = attributes.drop_columns(list(VALUE_COLUMNS)).append_column(VALUE_INDEX, value_index)
         self._set(files, {"parts": _keyed(parts, files, "parts"), "channels": _keyed(keyed_channels, files, "channels"),
-                          "attributes": _keyed(attributes, files, "attributes")}, fingerprints, errors, now)
+                          "attributes": _keyed(keyed_attrs, files, "attributes"), "fingerprints": fingerprints,
+                          "attribute_values": values}, errors, now)
         self._logical.update(given)
 
     @classmethod
-    def keyed(cls, files: pa.Table, children: dict[str, pa.Table], fingerprints: pa.Table, errors: pa.Table,
+    def keyed(cls, files: pa.Table, tables: dict[str, pa.Table], errors: pa.Table,
               now: dt.datetime | None = None) -> IngestBatch:
-        """A batch already in the keyed form (what the readers produce)."""
+        """A batch already in the keyed form (what the readers produce): ``tables`` has every
+        name of ``KEYED_TABLES``."""
         batch = cls.__new__(cls)
-        batch._set(files, children, fingerprints, errors, now)
+        batch._set(files, tables, errors, now)
         return batch
 
-    def _set(self, files, children, fingerprints, errors, now) -> None:
+    def _set(self, files, tables, errors, now) -> None:
         self.files = files
-        self.children = children  # name -> keyed table (schema.KEYED)
-        self.fingerprints = fingerprints
+        self.children = {n: tables[n] for n in CHILD_TABLES}  # name -> keyed table (schema.KEYED)
+        self.fingerprints = tables["fingerprints"]
+        self.values = tables["attribute_values"]
         self.errors = errors  # crawl_errors rows
         self.now = now or _now()
         self._logical: dict[str, pa.Table] = {}
 
     def logical(self, name: str) -> pa.Table:
-        """Child table ``name`` in its catalog schema: file_id, file_path and vectors put back."""
+        """Child table ``name`` in its catalog schema: file_id, file_path, vectors and values put back."""
         if name not in self._logical:
-            self._logical[name] = _expand(name, self.children[name], self.files, self.fingerprints)
+            self._logical[name] = _expand(name, self.children[name], self)
         return self._logical[name]
 
     parts = property(lambda self: self.logical("parts"))
@@ -117,7 +125,8 @@ class IngestBatch:
 
     def keyed_tables(self) -> dict[str, pa.Table]:
         """Every table of the batch as it travels (what a reader ships, what DuckDB writes)."""
-        return {"files": self.files, **self.children, "fingerprints": self.fingerprints, "crawl_errors": self.errors}
+        return {"files": self.files, **self.children, "fingerprints": self.fingerprints,
+                "attribute_values": self.values, "crawl_errors": self.errors}
 
     def tables(self) -> dict[str, pa.Table]:
         """Every table in its catalog schema."""
@@ -137,20 +146,19 @@ class IngestBatch:
     def checked_keys(self) -> pa.Array:
         """The files' keys, after refusing (CatalogError) a batch a backend must not write.
 
-        Every table must match its schema exactly, every child row must name a file
-        and a fingerprint of the batch, and no file may appear twice: its child rows
-        could not be told apart.
+        Every table must match its schema exactly, every child row must name a file,
+        a fingerprint and a value of the batch, and no file may appear twice: its
+        child rows could not be told apart.
         """
-        schemas = {"files": FILES, **KEYED, "fingerprints": FINGERPRINTS, "crawl_errors": TABLES["crawl_errors"]}
         for name, table in self.keyed_tables().items():
-            if not table.schema.equals(schemas[name], check_metadata=False):
+            if not table.schema.equals(KEYED_SCHEMAS[name], check_metadata=False):
                 raise CatalogError(f"upsert refused: batch for table {name!r} does not match its schema:\n"
-                                   f"{table.schema}\nexpected:\n{schemas[name]}")
-        n = self.files.num_rows
-        for name, table in self.children.items():
-            idx = table["file_index"]
-            if table.num_rows and (pc.min(idx).as_py() < 0 or pc.max(idx).as_py() >= n):
-                raise CatalogError(f"upsert refused: {name} rows name a file_index outside the batch's {n} files")
+                                   f"{table.schema}\nexpected:\n{KEYED_SCHEMAS[name]}")
+        refs = [(name, "file_index", self.files.num_rows) for name in CHILD_TABLES]
+        for name, column, n in [*refs, ("attributes", "value_index", self.values.num_rows)]:
+            idx = self.children[name][column]
+            if idx.null_count or (len(idx) and (pc.min(idx).as_py() < 0 or pc.max(idx).as_py() >= n)):
+                raise CatalogError(f"upsert refused: {name} rows name a {column} outside the batch's {n} rows")
         keys = self.children["channels"]["fingerprint_key"]
         if keys.null_count < len(keys) and not pc.all(pc.is_in(keys.drop_null(), value_set=self.fingerprints[
                 "fingerprint_key"].combine_chunks())).as_py():
@@ -163,32 +171,58 @@ class IngestBatch:
         return keys
 
     def with_errors(self, errors: pa.Table) -> IngestBatch:
-        return IngestBatch.keyed(self.files, self.children, self.fingerprints, errors, self.now)
+        return IngestBatch.keyed(self.files, self.keyed_tables(), errors, self.now)
 
     @classmethod
     def concat(cls, batches: Sequence[IngestBatch]) -> IngestBatch:
-        """One batch from many: file_index values shift by the files before them."""
-        children: dict[str, list[pa.Table]] = {n: [] for n in CHILD_TABLES}
-        base = 0
+        """One batch from many: file_index and value_index shift by the rows before them."""
+        parts: dict[str, list[pa.Table]] = {n: [] for n in CHILD_TABLES}
+        files = values = 0
         for b in batches:
             for name, t in b.children.items():
-                idx = pc.add(t["file_index"], pa.scalar(base, pa.int32()))
-                children[name].append(t.set_column(0, FILE_INDEX, idx))
-            base += b.num_files
+                t = _shift(t, "file_index", files)
+                parts[name].append(_shift(t, "value_index", values) if name == "attributes" else t)
+            files += b.num_files
+            values += b.values.num_rows
         fps = pa.concat_tables([b.fingerprints for b in batches])
         _, first = np.unique(fps["fingerprint_key"].to_numpy(), return_index=True)
-        return cls.keyed(pa.concat_tables([b.files for b in batches]),
-                         {n: pa.concat_tables(ts) for n, ts in children.items()}, fps.take(np.sort(first)),
+        tables = {n: pa.concat_tables(ts) for n, ts in parts.items()}
+        tables["fingerprints"] = fps.take(np.sort(first))
+        tables["attribute_values"] = pa.concat_tables([b.values for b in batches])
+        return cls.keyed(pa.concat_tables([b.files for b in batches]), tables,
                          pa.concat_tables([b.errors for b in batches]), max(b.now for b in batches))
 
     @classmethod
     def empty(cls) -> IngestBatch:
-        return cls.keyed(FILES.empty_table(), {n: KEYED[n].empty_table() for n in CHILD_TABLES},
-                         FINGERPRINTS.empty_table(), TABLES["crawl_errors"].empty_table())
+        return cls.keyed(FILES.empty_table(), {n: KEYED_SCHEMAS[n].empty_table() for n in KEYED_TABLES},
+                         TABLES["crawl_errors"].empty_table())
+
+
+KEYED_TABLES = (*CHILD_TABLES, "fingerprints", "attribute_values")
+KEYED_SCHEMAS = {"files": FILES, **KEYED, "fingerprints": FINGERPRINTS, "attribute_values": ATTRIBUTE_VALUES,
+                 "crawl_errors": TABLES["crawl_errors"]}
+
+
+def _shift(table: pa.Table, column: str, by: int) -> pa.Table:
+    i = table.schema.get_field_index(column)
+    return table.set_column(i, table.schema.field(i), pc.add(table[column], pa.scalar(by, pa.int32())))
+
+
+def dedupe_values(attributes: pa.Table) -> tuple[pa.Array, pa.Table]:
+    """(value_index per row, attribute_values): each distinct (attr_type, value_json) once, in order
+    of first appearance. The other value columns are functions of those two."""
+    if not attributes.num_rows:
+        return pa.array([], pa.int32()), ATTRIBUTE_VALUES.empty_table()
+    # \x01 cannot occur in canonical JSON (control characters are escaped): null stays apart from any value.
+    key = pc.binary_join_element_wise(attributes["attr_type"], pc.fill_null(attributes["value_json"], "\x01"), "\x00")
+    codes = pc.dictionary_encode(key.combine_chunks() if isinstance(key, pa.ChunkedArray) else key).indices
+    _, first = np.unique(codes.to_numpy(), return_index=True)  # codes number values by first appearance
+    return codes, attributes.select(list(VALUE_COLUMNS)).take(pa.array(first)).cast(ATTRIBUTE_VALUES)
 
 
 def _keyed(table: pa.Table, files: pa.Table, name: str) -> pa.Table:
-    """A child table (fingerprints already keyed) -> keyed by file_index (ValueError if a row's file is absent)."""
+    """A child table (fingerprints and values already keyed) -> keyed by file_index
+    (ValueError if a row's file is absent)."""
     idx = pc.index_in(table["file_id"], value_set=files["file_id"].combine_chunks())
     if idx.null_count:
         raise ValueError(f"{name}: {idx.null_count} row(s) belong to no file of the batch")
@@ -206,9 +240,8 @@ def _key_fingerprints(channels: pa.Table) -> tuple[pa.Table, pa.Table]:
     keys = np.zeros(len(col), np.int64)
     fps = FINGERPRINTS.empty_table()
     if len(rows):
-        distinct, first, inverse = np.unique(rows.view(np.dtype((np.void, 4 * dim))).ravel(), return_index=True,
-                                             return_inverse=True)
-        del distinct
+        _, first, inverse = np.unique(rows.view(np.dtype((np.void, 4 * dim))).ravel(), return_index=True,
+                                      return_inverse=True)
         dk = fingerprint_keys(rows[first])
         keys[valid] = dk[inverse.ravel()]
         fps = pa.Table.from_arrays([pa.array(dk), vector_array(rows[first])], schema=FINGERPRINTS)
@@ -217,13 +250,16 @@ def _key_fingerprints(channels: pa.Table) -> tuple[pa.Table, pa.Table]:
     return fps, channels.set_column(i, FINGERPRINT_KEY, key_col)
 
 
-def _expand(name: str, keyed: pa.Table, files: pa.Table, fingerprints: pa.Table) -> pa.Table:
+def _expand(name: str, keyed: pa.Table, batch: IngestBatch) -> pa.Table:
     """A keyed child table -> its catalog schema."""
     idx = keyed["file_index"]
-    cols = {"file_id": pc.take(files["file_id"], idx), "file_path": pc.take(files["file_path"], idx)}
+    cols = {"file_id": pc.take(batch.files["file_id"], idx), "file_path": pc.take(batch.files["file_path"], idx)}
     if name == "channels":
-        pos = pc.index_in(keyed["fingerprint_key"], value_set=fingerprints["fingerprint_key"].combine_chunks())
-        cols["channel_fingerprint"] = pc.take(fingerprints["channel_fingerprint"], pos)
+        pos = pc.index_in(keyed["fingerprint_key"], value_set=batch.fingerprints["fingerprint_key"].combine_chunks())
+        cols["channel_fingerprint"] = pc.take(batch.fingerprints["channel_fingerprint"], pos)
+    if name == "attributes":
+        values = batch.values.take(keyed["value_index"])
+        cols.update({c: values[c] for c in VALUE_COLUMNS})
     schema = TABLES[name]
     return pa.Table.from_arrays([cols[f.name] if f.name in cols else keyed[f.name] for f in schema], schema=schema)
 

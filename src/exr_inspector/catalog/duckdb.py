@@ -31,12 +31,14 @@ import pyarrow.compute as pc
 
 from .base import LOOKUP_COLUMNS, LOOKUP_SCHEMA, Catalog, CatalogError, IngestBatch, UpsertStats, naive_utc, run_origin
 from .schema import (
+    ATTRIBUTE_VALUES,
     EMBEDDING_DIM,
     FILES,
     FINGERPRINT_KEY,
     FINGERPRINTS,
     SCHEMA_VERSION,
     TABLES,
+    VALUE_COLUMNS,
     fingerprint_keys,
 )
 
@@ -92,9 +94,16 @@ FINGERPRINT_TABLE = "channel_fingerprints"
 
 
 def stored_schema(name: str) -> pa.Schema:
-    """What a child table stores: its Arrow schema without file_path, fingerprints by key."""
-    return pa.schema([FINGERPRINT_KEY if f.name == "channel_fingerprint" else f
-                      for f in TABLES[name] if f.name != "file_path"])
+    """What a child table stores: its Arrow schema without file_path, fingerprints and
+    attribute values by key."""
+    fields = [FINGERPRINT_KEY if f.name == "channel_fingerprint" else f for f in TABLES[name]
+              if f.name != "file_path" and not (name == "attributes" and f.name in VALUE_COLUMNS)]
+    return pa.schema(fields + ([VALUE_KEY] if name == "attributes" else []))
+
+
+VALUE_KEY = pa.field("value_key", pa.int64(), nullable=False)
+VALUES_TABLE = "attribute_values"
+VALUES_SCHEMA = pa.schema([VALUE_KEY, *ATTRIBUTE_VALUES])
 
 
 def view_for(name: str) -> str:
@@ -105,11 +114,15 @@ def view_for(name: str) -> str:
             cols.append("f.file_path")
         elif f.name == "channel_fingerprint":
             cols.append("fp.channel_fingerprint")
+        elif name == "attributes" and f.name in VALUE_COLUMNS:
+            cols.append(f"v.{_q(f.name)}")
         else:
             cols.append(f"r.{_q(f.name)}")
     joins = "JOIN files f ON f.file_id = r.file_id"
     if name == "channels":
         joins += f" LEFT JOIN {FINGERPRINT_TABLE} fp ON fp.fingerprint_key = r.fingerprint_key"
+    if name == "attributes":
+        joins += f" JOIN {VALUES_TABLE} v ON v.value_key = r.value_key"
     return f"CREATE OR REPLACE VIEW {_q(name)} AS SELECT {', '.join(cols)} FROM {_q(STORED[name])} r {joins}"
 
 
@@ -253,6 +266,7 @@ class DuckDBCatalog(Catalog):
             for name in STORED:
                 con.execute(ddl_for(STORED[name], stored_schema(name)))
             con.execute(ddl_for(FINGERPRINT_TABLE, FINGERPRINTS))
+            con.execute(ddl_for(VALUES_TABLE, VALUES_SCHEMA))
             if stored is not None and stored < 3:
                 self._move_children(con)
             for name in STORED:
@@ -301,10 +315,14 @@ class DuckDBCatalog(Catalog):
         con.register("_fp_map", pa.Table.from_arrays([pa.array(keys), fps], schema=FINGERPRINTS))
         try:
             con.execute(f"INSERT INTO {FINGERPRINT_TABLE} SELECT DISTINCT ON (fingerprint_key) * FROM _fp_map")
+            con.execute(f"""INSERT INTO {VALUES_TABLE} SELECT (row_number() OVER ()) - 1, * FROM
+                            (SELECT DISTINCT {', '.join(VALUE_COLUMNS)} FROM attributes)""")
+            same_value = " AND ".join(f"v.{c} IS NOT DISTINCT FROM r.{c}" for c in VALUE_COLUMNS)
             for name, table in STORED.items():
-                cols = ", ".join("m.fingerprint_key" if c == "fingerprint_key" else f"r.{_q(c)}"
+                cols = ", ".join({"fingerprint_key": "m.fingerprint_key", "value_key": "v.value_key"}.get(c, f"r.{_q(c)}")
                                  for c in stored_schema(name).names)
-                join = " LEFT JOIN _fp_map m ON m.channel_fingerprint = r.channel_fingerprint" if name == "channels" else ""
+                join = {"channels": " LEFT JOIN _fp_map m ON m.channel_fingerprint = r.channel_fingerprint",
+                        "attributes": f" JOIN {VALUES_TABLE} v ON {same_value}"}.get(name, "")
                 con.execute(f"INSERT INTO {_q(table)} SELECT {cols} FROM {_q(name)} r{join}")
                 con.execute(f"DROP TABLE {_q(name)}")
         finally:
@@ -329,6 +347,7 @@ class DuckDBCatalog(Catalog):
         con = self.con
         total = UpsertStats()
         with self._transaction("upsert"):
+            self._next_value_key = _scalar(con, f"SELECT coalesce(max(value_key) + 1, 0) FROM {VALUES_TABLE}")
             for batch in batches:
                 batch.checked_keys()
                 stats = self._merge_one(con, batch)
@@ -392,24 +411,44 @@ class DuckDBCatalog(Catalog):
                 register("_batch_fingerprints", batch.fingerprints)
                 con.execute(f"""INSERT INTO {FINGERPRINT_TABLE} SELECT * FROM _batch_fingerprints
                                 WHERE fingerprint_key NOT IN (SELECT fingerprint_key FROM {FINGERPRINT_TABLE})""")
-            # Child rows go in through relations, not registered views: DuckDB holds a registered
-            # table until the transaction ends, which kept every chunk of a 10,000-file
-            # transaction in memory (measured: 125 MB of spool mappings in a crawl's writer).
-            ids = batch.files["file_id"]
-            for name, table in STORED.items():
-                keyed = batch.children[name]
-                if not keyed.num_rows:
-                    continue
-                rel = con.from_arrow(pa.Table.from_arrays([pc.take(ids, keyed["file_index"]), *keyed.columns[1:]],
-                                                          schema=stored_schema(name)))
-                if stats.unchanged:  # a first crawl's batches are all new: no semi-join on every child row
-                    rel = rel.filter("file_id IN (SELECT new_id FROM _upsert_keys WHERE action <> 'same')")
-                rel.insert_into(table)
-                del rel
+            self._insert_children(con, batch, stats.unchanged > 0)
         if n_errors:
             con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM _batch_crawl_errors")
         con.execute("DROP TABLE _upsert_keys")
         return stats
+
+    def _insert_children(self, con: duckdb.DuckDBPyConnection, batch: IngestBatch, some_unchanged: bool) -> None:
+        """Child rows of the batch's new and changed files, in the stored layout.
+
+        They go in through relations, not registered views: DuckDB holds a registered
+        table until the transaction ends, which kept every chunk of a 10,000-file
+        transaction in memory (measured: 125 MB of spool mappings in a crawl's writer).
+        Attribute value i of the batch gets key ``base + i``, after the largest stored
+        key; a batch's unchanged files (same header) write nothing, their values included.
+        """
+        keyed = dict(batch.children)
+        values = batch.values
+        base = self._next_value_key
+        self._next_value_key += values.num_rows
+        keys = pa.array(np.arange(base, base + values.num_rows, dtype=np.int64))
+        if some_unchanged:
+            written = con.sql("SELECT new_id FROM _upsert_keys WHERE action <> 'same'").to_arrow_table()["new_id"]
+            write = pc.is_in(batch.files["file_id"], value_set=written.combine_chunks())
+            keyed = {name: t.filter(pc.take(write, t["file_index"])) for name, t in keyed.items()}
+            used = np.zeros(values.num_rows, bool)
+            used[keyed["attributes"]["value_index"].to_numpy()] = True
+            values, keys = values.filter(used), keys.filter(pa.array(used))
+        if values.num_rows:
+            con.from_arrow(pa.Table.from_arrays([keys, *values.columns], schema=VALUES_SCHEMA)).insert_into(VALUES_TABLE)
+        ids = batch.files["file_id"]
+        for name, table in STORED.items():
+            t = keyed[name]
+            if not t.num_rows:
+                continue
+            cols = [pc.take(ids, t["file_index"]), *t.columns[1:]]
+            if name == "attributes":
+                cols[-1] = pc.add(pc.cast(t["value_index"], pa.int64()), pa.scalar(base, pa.int64()))
+            con.from_arrow(pa.Table.from_arrays(cols, schema=stored_schema(name))).insert_into(table)
 
     def start_run(self, run_id: str, roots: Sequence[str], started_at: dt.datetime) -> None:
         with self._errors("start_run"):
@@ -517,6 +556,7 @@ class DuckDBCatalog(Catalog):
             n = _scalar(con, f"DELETE FROM files WHERE file_id IN ({gone})", params)
             con.execute(f"""DELETE FROM {FINGERPRINT_TABLE} WHERE fingerprint_key NOT IN
                             (SELECT fingerprint_key FROM {STORED['channels']} WHERE fingerprint_key IS NOT NULL)""")
+            con.execute(f"DELETE FROM {VALUES_TABLE} WHERE value_key NOT IN (SELECT value_key FROM {STORED['attributes']})")
             return n
 
     def runs(self, status: str | None = None) -> pa.Table:

@@ -170,14 +170,22 @@ FILE_INDEX = pa.field("file_index", pa.int32(), nullable=False)
 FINGERPRINT_KEY = pa.field("fingerprint_key", pa.int64())
 
 
+# An attribute's value columns, held once per distinct value in a batch (``attribute_values``):
+# the frames of a sequence repeat nearly every value, so a chunk has ~5% distinct values.
+VALUE_COLUMNS = ("attr_type", "value_json", "value_text", "value_int", "value_float")
+VALUE_INDEX = pa.field("value_index", pa.int32(), nullable=False)
+
+
 def keyed_schema(name: str) -> pa.Schema:
-    """A child table as it travels in a batch: ``file_index`` first, fingerprints by key."""
-    rest = [FINGERPRINT_KEY if f.name == "channel_fingerprint" else f for f in TABLES[name] if
-            f.name not in ("file_id", "file_path")]
-    return pa.schema([FILE_INDEX, *rest])
+    """A child table as it travels in a batch: ``file_index`` first, fingerprints by key,
+    attribute values by ``value_index`` (their row in ``attribute_values``)."""
+    drop = ("file_id", "file_path") + (VALUE_COLUMNS if name == "attributes" else ())
+    rest = [FINGERPRINT_KEY if f.name == "channel_fingerprint" else f for f in TABLES[name] if f.name not in drop]
+    return pa.schema([FILE_INDEX, *rest, *([VALUE_INDEX] if name == "attributes" else [])])
 
 
 KEYED = {name: keyed_schema(name) for name in CHILD_TABLES}
+ATTRIBUTE_VALUES = pa.schema([ATTRIBUTES.field(c) for c in VALUE_COLUMNS])
 
 
 def fingerprint_keys(vectors: np.ndarray) -> np.ndarray:

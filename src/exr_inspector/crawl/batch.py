@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import __version__
-from ..catalog.base import IngestBatch
+from ..catalog.base import IngestBatch, dedupe_values
 from ..catalog.schema import (
     CRAWL_ERRORS,
     FILES,
@@ -24,6 +24,7 @@ from ..catalog.schema import (
     KEYED,
     SCHEMA_VERSION,
     TS,
+    VALUE_INDEX,
     fingerprint_keys,
     vector_array,
 )
@@ -96,9 +97,11 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
                                         schema=FINGERPRINTS)
     ch = raw.channels
     channels = ch.select(KEYED["channels"].names[:-1]).append_column(FINGERPRINT_KEY, pa.array(keys[inverse]))
-    children = {"parts": raw.parts.select(KEYED["parts"].names), "channels": channels,
-                "attributes": raw.attributes.select(KEYED["attributes"].names)}
-    children = {name: t.cast(KEYED[name]) for name, t in children.items()}
+    value_index, values = dedupe_values(raw.attributes)
+    attrs = raw.attributes.select(KEYED["attributes"].names[:-1]).append_column(VALUE_INDEX, value_index)
+    tables = {"parts": raw.parts.select(KEYED["parts"].names), "channels": channels, "attributes": attrs}
+    tables = {name: t.cast(KEYED[name]) for name, t in tables.items()}
+    tables.update(fingerprints=fingerprints, attribute_values=values)
 
     err = _vanished(raw.errors)
     m = err.num_rows
@@ -106,4 +109,4 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
         err["path"], err["error_code"], err["message"], err["size_bytes"], _mtime(err["mtime_ns"]),
         _const(m, np.datetime64(now, "us"), TS), _const(m, run_id, pa.string()),
     ], schema=CRAWL_ERRORS)
-    return IngestBatch.keyed(out_files, children, fingerprints, out_errors, now=now)
+    return IngestBatch.keyed(out_files, tables, out_errors, now=now)

@@ -68,10 +68,10 @@ def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool 
 # Results travel as Arrow IPC streams in a file on tmpfs, mapped by the parent: no pickling
 # of megabytes through a pipe, no copy on the receiving side, exact schemas kept.
 _SHM = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-_TABLES = ("files", "parts", "channels", "attributes", "fingerprints", "crawl_errors")
+_TABLES = ("files", "parts", "channels", "attributes", "fingerprints", "attribute_values", "crawl_errors")
 # Tables left on the mapping (the bulk: the mapping goes once they are written); one buffer
 # of the others kept alive would keep the whole mapping.
-_MAPPED = ("parts", "channels", "attributes")
+_MAPPED = ("parts", "channels", "attributes", "attribute_values")
 
 
 def _spool_prefix(run_id: str) -> str:
@@ -105,8 +105,7 @@ def _from_spool(payload: tuple[str, list[int], dt.datetime]) -> IngestBatch:
             piece = pa.py_buffer(piece.to_pybytes())
         t[name] = pa.ipc.open_stream(piece).read_all()
         offset += size
-    children = {name: t[name] for name in ("parts", "channels", "attributes")}
-    return IngestBatch.keyed(t["files"], children, t["fingerprints"], t["crawl_errors"], now)
+    return IngestBatch.keyed(t["files"], t, t["crawl_errors"], now)
 
 
 def _work(paths: list[str], now: dt.datetime, run_id: str, native: bool | None):
