@@ -13,7 +13,7 @@ import pytest
 
 from catalog_contract import T0, CatalogContract, make_batch, paths_of
 from exr_inspector.catalog.base import CatalogError, open_catalog
-from exr_inspector.catalog.duckdb import STORED, DuckDBCatalog, ddl_for, sql_type, stored_schema
+from exr_inspector.catalog.duckdb import FILES_STORED, STORED, DuckDBCatalog, ddl_for, sql_type, stored_schema
 from exr_inspector.catalog.schema import EMBEDDING_DIM, SCHEMA_VERSION, TABLES
 
 
@@ -37,9 +37,12 @@ class _FailAfterDelete:
 
     def execute(self, sql, *args):
         out = self.con.execute(sql, *args)
-        if sql.lstrip().startswith("DELETE FROM files"):
+        if sql.lstrip().startswith("DELETE FROM file_rows"):
             raise RuntimeError("injected failure after DELETE")
         return out
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
 
 
 class _FailingCatalog(DuckDBCatalog):
@@ -69,8 +72,8 @@ def test_ddl_derived_from_schema(tmp_path):
             desc = cat.query(f"DESCRIBE {name}").to_pylist()
             assert [r["column_name"] for r in desc] == schema.names
             assert [r["column_type"] for r in desc] == [sql_type(f.type).replace("\"", "") for f in schema]
-            if name in STORED:  # a view over the table that stores it, which holds the constraints
-                name, schema = STORED[name], stored_schema(name)
+            if name in STORED or name == "files":  # a view over the table that stores it (with the constraints)
+                name, schema = (STORED[name], stored_schema(name)) if name in STORED else ("file_rows", FILES_STORED)
                 desc = cat.query(f"DESCRIBE {name}").to_pylist()
                 assert [r["column_name"] for r in desc] == schema.names
             assert [r["null"] == "YES" for r in desc] == [f.nullable for f in schema]
@@ -82,7 +85,7 @@ def test_ddl_derived_from_schema(tmp_path):
         assert dict(cat.query("DESCRIBE crawl_runs").select(["column_name", "column_type"]).to_pylist()[1].items()) == {
             "column_name": "roots", "column_type": "VARCHAR[]"}
         indexes = set(cat.query("SELECT index_name FROM duckdb_indexes()").column(0).to_pylist())
-        assert "files_file_path_normalized_idx" in indexes
+        assert "file_rows_file_path_normalized_idx" in indexes
     assert '"data_window" STRUCT("min_x" INTEGER' in ddl_for("parts", TABLES["parts"])
     assert '"file_id" VARCHAR NOT NULL' in ddl_for("parts", TABLES["parts"])
     with pytest.raises(TypeError):
@@ -276,7 +279,8 @@ def test_stored_layout_keeps_each_value_once_and_prune_collects_orphans(db_path)
 
     def stored(cat):
         return {t: cat.query(f"SELECT count(*) FROM {t}").column(0)[0].as_py()
-                for t in ("attribute_rows", "attribute_values", "channel_rows", "channel_fingerprints")}
+                for t in ("attribute_rows", "attribute_values", "channel_rows", "channel_fingerprints",
+                          "file_embeddings")}
 
     with DuckDBCatalog(str(db_path)) as cat:
         batch = make_batch(paths, n_parts=2, n_channels=4, n_attrs=6)
@@ -290,8 +294,10 @@ def test_stored_layout_keeps_each_value_once_and_prune_collects_orphans(db_path)
         # New headers for every file: the old values and fingerprints are orphans until prune.
         cat.upsert(make_batch(paths, ["h2"] * 5, n_parts=2, n_channels=4, n_attrs=6, embedding_seed=7))
         assert stored(cat)["attribute_values"] == 12 and stored(cat)["channel_fingerprints"] == 2 * got[
-            "channel_fingerprints"]
+            "channel_fingerprints"] and stored(cat)["file_embeddings"] == 2 * got["file_embeddings"] == 10
         assert cat.prune(T0 - dt.timedelta(days=1)) == 0  # no file is missing: only orphans go
         after = stored(cat)
         assert after["attribute_values"] == 6 and after["channel_fingerprints"] == got["channel_fingerprints"]
+        assert after["file_embeddings"] == 5 and cat.get_embedding(paths[0]) is not None
+        assert cat.search(cat.get_embedding(paths[0]), k=1)["file_path"].to_pylist() == [paths[0]]
         assert after["attribute_rows"] == got["attribute_rows"] and cat.count("attributes") == 60

@@ -34,9 +34,8 @@ from .schema import (
     TABLES,
     VALUE_COLUMNS,
     VALUE_INDEX,
-    fingerprint_keys,
+    key_vectors,
     validate_batch,
-    vector_array,
 )
 
 # What an incremental crawl needs to know about a file it finds on disk.
@@ -232,22 +231,10 @@ def _keyed(table: pa.Table, files: pa.Table, name: str) -> pa.Table:
 
 def _key_fingerprints(channels: pa.Table) -> tuple[pa.Table, pa.Table]:
     """channels in the catalog schema -> (distinct fingerprints, channels with fingerprint_key)."""
-    col = channels["channel_fingerprint"].combine_chunks()
-    dim = col.type.list_size
-    valid = col.is_valid().to_numpy(zero_copy_only=False)
-    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32) if len(col) else np.zeros(0, np.float32)
-    rows = flat.reshape(-1, dim)  # flatten() skips null entries: one row per valid fingerprint
-    keys = np.zeros(len(col), np.int64)
-    fps = FINGERPRINTS.empty_table()
-    if len(rows):
-        _, first, inverse = np.unique(rows.view(np.dtype((np.void, 4 * dim))).ravel(), return_index=True,
-                                      return_inverse=True)
-        dk = fingerprint_keys(rows[first])
-        keys[valid] = dk[inverse.ravel()]
-        fps = pa.Table.from_arrays([pa.array(dk), vector_array(rows[first])], schema=FINGERPRINTS)
-    key_col = pa.array(keys, pa.int64(), mask=~valid)
+    keys, vectors, distinct = key_vectors(channels["channel_fingerprint"])
+    fps = pa.Table.from_arrays([pa.array(distinct), vectors], schema=FINGERPRINTS)
     i = channels.schema.get_field_index("channel_fingerprint")
-    return fps, channels.set_column(i, FINGERPRINT_KEY, key_col)
+    return fps, channels.set_column(i, FINGERPRINT_KEY, keys)
 
 
 def _expand(name: str, keyed: pa.Table, batch: IngestBatch) -> pa.Table:

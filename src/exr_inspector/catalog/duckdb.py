@@ -40,6 +40,7 @@ from .schema import (
     TABLES,
     VALUE_COLUMNS,
     fingerprint_keys,
+    key_vectors,
 )
 
 # DuckDB runs the upsert's set-based statements as hash joins over sequential
@@ -48,7 +49,7 @@ from .schema import (
 # the files key serves point lookups by path (get_embedding, ad-hoc queries).
 # Non-unique: uniqueness is the upsert's job, and a unique index can reject
 # the delete-then-insert of a changed file inside one transaction.
-INDEXES = {"files": ("file_path_normalized",)}
+INDEXES = {"file_rows": ("file_path_normalized",)}
 
 SEARCH_SCHEMA = pa.schema([FILES.field("file_path"), FILES.field("file_id"), pa.field("score", pa.float64())])
 
@@ -91,6 +92,14 @@ def ddl_for(name: str, schema: pa.Schema) -> str:
 # Child table -> the table that stores it (the catalog table is a view over it).
 STORED = {"parts": "part_rows", "channels": "channel_rows", "attributes": "attribute_rows"}
 FINGERPRINT_TABLE = "channel_fingerprints"
+# files is a view too: file_rows keeps an embedding_key into file_embeddings (every frame of a
+# sequence has the same tokens, so the same vector: the bench tree has 40 for 20,000 files).
+FILES_TABLE = "file_rows"
+EMBEDDINGS_TABLE = "file_embeddings"
+EMBEDDING_KEY = pa.field("embedding_key", pa.int64())
+EMBEDDINGS_SCHEMA = pa.schema([pa.field("embedding_key", pa.int64(), nullable=False),
+                               pa.field("metadata_embedding", FILES.field("metadata_embedding").type, nullable=False)])
+FILES_STORED = pa.schema([EMBEDDING_KEY if f.name == "metadata_embedding" else f for f in FILES])
 
 
 def stored_schema(name: str) -> pa.Schema:
@@ -106,6 +115,12 @@ VALUES_TABLE = "attribute_values"
 VALUES_SCHEMA = pa.schema([VALUE_KEY, *ATTRIBUTE_VALUES])
 
 
+def files_view() -> str:
+    cols = ", ".join("e.metadata_embedding" if f.name == "metadata_embedding" else f"r.{_q(f.name)}" for f in FILES)
+    return (f"CREATE OR REPLACE VIEW files AS SELECT {cols} FROM {FILES_TABLE} r "
+            f"LEFT JOIN {EMBEDDINGS_TABLE} e ON e.embedding_key = r.embedding_key")
+
+
 def view_for(name: str) -> str:
     """The view presenting child table ``name`` in its Arrow schema (column order included)."""
     cols = []
@@ -118,7 +133,7 @@ def view_for(name: str) -> str:
             cols.append(f"v.{_q(f.name)}")
         else:
             cols.append(f"r.{_q(f.name)}")
-    joins = "JOIN files f ON f.file_id = r.file_id"
+    joins = f"JOIN {FILES_TABLE} f ON f.file_id = r.file_id"
     if name == "channels":
         joins += f" LEFT JOIN {FINGERPRINT_TABLE} fp ON fp.fingerprint_key = r.fingerprint_key"
     if name == "attributes":
@@ -259,16 +274,19 @@ class DuckDBCatalog(Catalog):
             stored = self._stored_version(con)
             self._check_version(stored)
             for name, schema in TABLES.items():
-                if name not in STORED:
+                if name not in STORED and name != "files":
                     con.execute(ddl_for(name, schema))
             if stored is not None and stored < SCHEMA_VERSION:
                 self._upgrade(con)
             for name in STORED:
                 con.execute(ddl_for(STORED[name], stored_schema(name)))
+            con.execute(ddl_for(FILES_TABLE, FILES_STORED))
             con.execute(ddl_for(FINGERPRINT_TABLE, FINGERPRINTS))
             con.execute(ddl_for(VALUES_TABLE, VALUES_SCHEMA))
+            con.execute(ddl_for(EMBEDDINGS_TABLE, EMBEDDINGS_SCHEMA))
             if stored is not None and stored < 3:
-                self._move_children(con)
+                self._move_to_stored_layout(con)
+            con.execute(files_view())
             for name in STORED:
                 con.execute(view_for(name))
             for table, cols in INDEXES.items():
@@ -294,20 +312,34 @@ class DuckDBCatalog(Catalog):
                 "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ?",
                 [name]).fetchall()}
             missing = [f for f in schema if f.name not in have]
-            if missing and name in INDEXES:  # DuckDB alters no table an index depends on; recreated after
-                con.execute(f"DROP INDEX IF EXISTS {_index_name(name)}")
+            if missing and name == "files":  # DuckDB alters no table an index depends on (the table goes after)
+                con.execute("DROP INDEX IF EXISTS files_file_path_normalized_idx")
             for f in missing:
                 con.execute(f"ALTER TABLE {_q(name)} ADD COLUMN {_q(f.name)} {sql_type(f.type)}")
         con.execute("UPDATE catalog_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
 
     @staticmethod
-    def _move_children(con: duckdb.DuckDBPyConnection) -> None:
-        """Version < 3 stored child tables whole: move their rows into the stored layout, keyed
-        exactly as a crawl keys them, then drop them (their views replace them)."""
+    def _move_to_stored_layout(con: duckdb.DuckDBPyConnection) -> None:
+        """Version < 3 stored every table whole: move the rows into the stored layout, keyed
+        exactly as a crawl keys them, then drop the old tables (their views replace them)."""
         kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables "
                                  "WHERE table_schema = 'main'").fetchall())
         if kinds.get("channels") != "BASE TABLE":
             return
+        vecs = con.sql("SELECT DISTINCT metadata_embedding FROM files WHERE metadata_embedding IS NOT NULL"
+                       ).to_arrow_table()["metadata_embedding"].combine_chunks()
+        rows = vecs.flatten().to_numpy(zero_copy_only=False).reshape(len(vecs), -1).astype(np.float32)
+        con.register("_emb_map", pa.Table.from_arrays([pa.array(fingerprint_keys(rows)), vecs],
+                                                      schema=EMBEDDINGS_SCHEMA))
+        try:
+            con.execute(f"INSERT INTO {EMBEDDINGS_TABLE} SELECT DISTINCT ON (embedding_key) * FROM _emb_map")
+            cols = ", ".join("m.embedding_key" if c == "embedding_key" else f"r.{_q(c)}" for c in FILES_STORED.names)
+            con.execute(f"INSERT INTO {FILES_TABLE} SELECT {cols} FROM files r "
+                        "LEFT JOIN _emb_map m ON m.metadata_embedding = r.metadata_embedding")
+            con.execute("DROP INDEX IF EXISTS files_file_path_normalized_idx")
+            con.execute("DROP TABLE files")
+        finally:
+            con.unregister("_emb_map")
         fps = con.sql("SELECT DISTINCT channel_fingerprint FROM channels WHERE channel_fingerprint IS NOT NULL"
                       ).to_arrow_table()["channel_fingerprint"].combine_chunks()
         rows = fps.flatten().to_numpy(zero_copy_only=False).reshape(len(fps), -1).astype(np.float32)
@@ -365,7 +397,10 @@ class DuckDBCatalog(Catalog):
             registered.append(view)
 
         try:
-            register("_batch_files", batch.files)
+            keys, vectors, distinct = key_vectors(batch.files["metadata_embedding"])
+            i = FILES.get_field_index("metadata_embedding")
+            register("_batch_files", batch.files.set_column(i, EMBEDDING_KEY, keys))
+            register("_batch_embeddings", pa.Table.from_arrays([pa.array(distinct), vectors], schema=EMBEDDINGS_SCHEMA))
             register("_batch_crawl_errors", batch.errors)
             return self._merge(con, batch, register)
         finally:
@@ -383,30 +418,32 @@ class DuckDBCatalog(Catalog):
                    f.first_seen, f.inspection_count,
                    CASE WHEN f.file_path_normalized IS NULL THEN 'new'
                         WHEN f.header_hash = b.header_hash THEN 'same' ELSE 'changed' END AS action
-            FROM _batch_files b LEFT JOIN files f USING (file_path_normalized)""")
+            FROM _batch_files b LEFT JOIN file_rows f USING (file_path_normalized)""")
         counts = dict(con.execute("SELECT action, count(*) FROM _upsert_keys GROUP BY action").fetchall())
         stats = UpsertStats(counts.get("new", 0), counts.get("changed", 0), counts.get("same", 0), n_errors)
         if stats.unchanged:
             con.execute("""
-                UPDATE files SET last_inspected = ?, inspection_count = coalesce(files.inspection_count, 0) + 1,
+                UPDATE file_rows SET last_inspected = ?, inspection_count = coalesce(file_rows.inspection_count, 0) + 1,
                        size_bytes = b.size_bytes, mtime = b.mtime, mtime_ns = b.mtime_ns, inode = b.inode,
                        missing_since = NULL
                 FROM _batch_files b
-                WHERE files.file_path_normalized = b.file_path_normalized AND files.header_hash = b.header_hash""",
+                WHERE file_rows.file_path_normalized = b.file_path_normalized AND file_rows.header_hash = b.header_hash""",
                 [now])
         if stats.replaced:
             for table in STORED.values():
                 con.execute(f"DELETE FROM {table} WHERE file_id IN "
                             "(SELECT old_id FROM _upsert_keys WHERE action = 'changed')")
-            con.execute("DELETE FROM files WHERE file_path_normalized IN "
+            con.execute("DELETE FROM file_rows WHERE file_path_normalized IN "
                         "(SELECT path FROM _upsert_keys WHERE action = 'changed')")
         if stats.inserted or stats.replaced:
             con.execute("""
-                INSERT INTO files BY NAME
+                INSERT INTO file_rows BY NAME
                 SELECT b.* REPLACE (coalesce(k.first_seen, b.first_seen) AS first_seen, ? AS last_inspected,
                                     coalesce(k.inspection_count + 1, b.inspection_count) AS inspection_count)
                 FROM _batch_files b JOIN _upsert_keys k ON k.path = b.file_path_normalized
                 WHERE k.action <> 'same'""", [now])
+            con.execute(f"""INSERT INTO {EMBEDDINGS_TABLE} SELECT * FROM _batch_embeddings
+                            WHERE embedding_key NOT IN (SELECT embedding_key FROM {EMBEDDINGS_TABLE})""")
             if batch.fingerprints.num_rows:
                 register("_batch_fingerprints", batch.fingerprints)
                 con.execute(f"""INSERT INTO {FINGERPRINT_TABLE} SELECT * FROM _batch_fingerprints
@@ -478,7 +515,7 @@ class DuckDBCatalog(Catalog):
             con.register("_lookup_paths", pa.table({"path": keys}))
             try:
                 out = con.sql(f"""
-                    SELECT {", ".join(LOOKUP_COLUMNS)} FROM files
+                    SELECT {", ".join(LOOKUP_COLUMNS)} FROM file_rows
                     WHERE file_path_normalized IN (SELECT path FROM _lookup_paths)""").to_arrow_table()
             finally:
                 con.unregister("_lookup_paths")
@@ -487,7 +524,8 @@ class DuckDBCatalog(Catalog):
     def iter_prefix(self, prefix: str, columns: Sequence[str], batch_rows: int = 65536) -> Iterator[pa.RecordBatch]:
         cols = ", ".join(_q(c) for c in columns if c in FILES.names or _unknown(c))
         with self._errors("iter_prefix"):
-            reader = self.con.sql(f"SELECT {cols} FROM files WHERE starts_with(file_path_normalized, ?)",
+            source = "files" if "metadata_embedding" in columns else FILES_TABLE  # the view joins the vectors in
+            reader = self.con.sql(f"SELECT {cols} FROM {source} WHERE starts_with(file_path_normalized, ?)",
                                   params=[prefix]).to_arrow_reader(batch_rows)
             yield from reader
 
@@ -517,13 +555,13 @@ class DuckDBCatalog(Catalog):
 
     def touch(self, paths, now: dt.datetime) -> int:
         return self._with_paths("touch", paths, """
-            UPDATE files SET last_inspected = ?, inspection_count = coalesce(inspection_count, 0) + 1,
+            UPDATE file_rows SET last_inspected = ?, inspection_count = coalesce(inspection_count, 0) + 1,
                    missing_since = NULL
             WHERE file_path_normalized IN (SELECT path FROM _paths)""", [naive_utc(now)])
 
     def mark_missing(self, paths, since: dt.datetime) -> int:
         return self._with_paths("mark_missing", paths, """
-            UPDATE files SET missing_since = ?
+            UPDATE file_rows SET missing_since = ?
             WHERE missing_since IS NULL AND file_path_normalized IN (SELECT path FROM _paths)""",
             [naive_utc(since)])
 
@@ -538,22 +576,24 @@ class DuckDBCatalog(Catalog):
         try:
             with self._transaction("apply_renames"):
                 for table in STORED.values():
-                    con.execute(f"""DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM files
+                    con.execute(f"""DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM file_rows
                                     WHERE file_path_normalized IN (SELECT old FROM _renames))""")
-                con.execute("DELETE FROM files WHERE file_path_normalized IN (SELECT old FROM _renames)")
-                return _scalar(con, """UPDATE files SET renamed_from = r.old FROM _renames r
-                                       WHERE files.file_path_normalized = r.new""")
+                con.execute("DELETE FROM file_rows WHERE file_path_normalized IN (SELECT old FROM _renames)")
+                return _scalar(con, """UPDATE file_rows SET renamed_from = r.old FROM _renames r
+                                       WHERE file_rows.file_path_normalized = r.new""")
         finally:
             con.unregister("_renames")
 
     def prune(self, missing_before: dt.datetime, prefix: str = "") -> int:
         con = self.con
-        gone = ("SELECT file_id FROM files WHERE missing_since < ? AND starts_with(file_path_normalized, ?)")
+        gone = ("SELECT file_id FROM file_rows WHERE missing_since < ? AND starts_with(file_path_normalized, ?)")
         params = [naive_utc(missing_before), prefix]
         with self._transaction("prune"):
             for table in STORED.values():
                 con.execute(f"DELETE FROM {table} WHERE file_id IN ({gone})", params)
-            n = _scalar(con, f"DELETE FROM files WHERE file_id IN ({gone})", params)
+            n = _scalar(con, f"DELETE FROM file_rows WHERE file_id IN ({gone})", params)
+            con.execute(f"""DELETE FROM {EMBEDDINGS_TABLE} WHERE embedding_key NOT IN
+                            (SELECT embedding_key FROM {FILES_TABLE} WHERE embedding_key IS NOT NULL)""")
             con.execute(f"""DELETE FROM {FINGERPRINT_TABLE} WHERE fingerprint_key NOT IN
                             (SELECT fingerprint_key FROM {STORED['channels']} WHERE fingerprint_key IS NOT NULL)""")
             con.execute(f"DELETE FROM {VALUES_TABLE} WHERE value_key NOT IN (SELECT value_key FROM {STORED['attributes']})")
@@ -575,10 +615,10 @@ class DuckDBCatalog(Catalog):
         sql, params = self._where(where or {}, FILES)
         with self._errors("search"):
             out = self.con.sql(
-                f"""SELECT file_path, file_id,
-                           array_inner_product(metadata_embedding, ?::FLOAT[{EMBEDDING_DIM}])::DOUBLE AS score
-                    FROM files WHERE metadata_embedding IS NOT NULL{sql}
-                    ORDER BY score DESC, file_path LIMIT ?""",
+                f"""SELECT r.file_path, r.file_id, e.score FROM {FILES_TABLE} r JOIN (
+                        SELECT embedding_key, array_inner_product(metadata_embedding, ?::FLOAT[{EMBEDDING_DIM}])::DOUBLE
+                               AS score FROM {EMBEDDINGS_TABLE}) e USING (embedding_key)
+                    WHERE TRUE{sql} ORDER BY score DESC, file_path LIMIT ?""",
                 params=[vec.tolist(), *params, k],
             ).to_arrow_table()
         return out.cast(SEARCH_SCHEMA)
@@ -605,7 +645,8 @@ class DuckDBCatalog(Catalog):
     def get_embedding(self, path: str) -> np.ndarray | None:
         with self._errors("get_embedding"):
             rows = self.con.execute(
-                "SELECT metadata_embedding FROM files WHERE file_path_normalized = ? LIMIT 1", [path]
+                f"SELECT e.metadata_embedding FROM {FILES_TABLE} r JOIN {EMBEDDINGS_TABLE} e USING (embedding_key) "
+                "WHERE r.file_path_normalized = ? LIMIT 1", [path]
             ).fetchall()
         return np.asarray(rows[0][0], dtype=np.float32) if rows and rows[0][0] is not None else None
 

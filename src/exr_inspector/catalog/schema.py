@@ -188,6 +188,22 @@ KEYED = {name: keyed_schema(name) for name in CHILD_TABLES}
 ATTRIBUTE_VALUES = pa.schema([ATTRIBUTES.field(c) for c in VALUE_COLUMNS])
 
 
+def key_vectors(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.FixedSizeListArray, np.ndarray]:
+    """(key of each row, null where the vector is; distinct vectors; their keys) of a vector column."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    dim = col.type.list_size
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    rows = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)  # valid rows only
+    keys = np.zeros(len(col), np.int64)
+    if not len(rows):
+        return pa.array(keys, pa.int64(), mask=~valid), vector_array(np.zeros((0, dim), np.float32)), keys[:0]
+    _, first, inverse = np.unique(rows.view(np.dtype((np.void, 4 * dim))).ravel(), return_index=True,
+                                  return_inverse=True)
+    distinct = fingerprint_keys(rows[first])
+    keys[valid] = distinct[inverse.ravel()]
+    return pa.array(keys, pa.int64(), mask=~valid), vector_array(rows[first]), distinct
+
+
 def fingerprint_keys(vectors: np.ndarray) -> np.ndarray:
     """int64 key of each fingerprint row: its float32 bytes' BLAKE2b-64, so equal vectors share a key.
 
