@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 import xxhash
 
 from exr_inspector.catalog.schema import EMBEDDING_DIM, FINGERPRINT_DIM
+from exr_inspector.crawl.batch import build_batch
 from exr_inspector.crawl.columns import scan_chunk
-from exr_inspector.embed import embed_chunk
+from exr_inspector.embed import embed_channels_distinct, embed_chunk
 from exr_inspector.embed.features import channel_tokens, file_tokens
 from exr_inspector.embed.kernels import (
     hash_strings,
@@ -243,3 +245,19 @@ def test_channel_fingerprints_follow_the_layout(tree, whole: tuple[np.ndarray, n
     first = {name: whole[1][i] for i, name in enumerate(names)}
     if "R" in first and "G" in first:
         assert float(first["R"] @ first["G"]) < 0.99
+
+
+def test_fingerprints_once_per_signature_equal_every_channel_embedded(tree, whole) -> None:
+    """embed_channels_distinct (what the readers run) equals embedding every channel row, and the
+    batch a reader ships expands to those fingerprints and to the scanner's attribute values."""
+    raw = scan_chunk(tree[0], native=True)
+    inverse, distinct = embed_channels_distinct(raw)
+    assert len(distinct) < raw.channels.num_rows / 4
+    assert distinct[inverse].tobytes() == whole[1].tobytes()
+    batch = build_batch(raw, dt.datetime(2026, 1, 1), "run")
+    shipped = batch.channels["channel_fingerprint"].combine_chunks().flatten().to_numpy().reshape(-1, 128)
+    assert shipped.tobytes() == whole[1].tobytes()
+    attrs = batch.attributes
+    for name in ("attr_name", "attr_type", "value_json", "value_text", "value_int", "value_float"):
+        assert attrs[name].combine_chunks().equals(raw.attributes[name].combine_chunks()), name
+    assert batch.values.num_rows < raw.attributes.num_rows / 2

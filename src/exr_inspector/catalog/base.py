@@ -209,14 +209,26 @@ def _shift(table: pa.Table, column: str, by: int) -> pa.Table:
 
 def dedupe_values(attributes: pa.Table) -> tuple[pa.Array, pa.Table]:
     """(value_index per row, attribute_values): each distinct (attr_type, value_json) once, in order
-    of first appearance. The other value columns are functions of those two."""
-    if not attributes.num_rows:
+    of first appearance. The other value columns are functions of those two.
+
+    Hash-based throughout (no sort): two dictionary encodings, one combined code, and the first
+    row of each code found by a reversed scatter.
+    """
+    n = attributes.num_rows
+    if not n:
         return pa.array([], pa.int32()), ATTRIBUTE_VALUES.empty_table()
-    # \x01 cannot occur in canonical JSON (control characters are escaped): null stays apart from any value.
-    key = pc.binary_join_element_wise(attributes["attr_type"], pc.fill_null(attributes["value_json"], "\x01"), "\x00")
-    codes = pc.dictionary_encode(key.combine_chunks() if isinstance(key, pa.ChunkedArray) else key).indices
-    _, first = np.unique(codes.to_numpy(), return_index=True)  # codes number values by first appearance
+    types = pc.dictionary_encode(_array(attributes["attr_type"]), null_encoding="encode")
+    jsons = pc.dictionary_encode(_array(attributes["value_json"]), null_encoding="encode")
+    combined = jsons.indices.to_numpy().astype(np.int64) * len(types.dictionary) + types.indices.to_numpy()
+    codes = pc.dictionary_encode(pa.array(combined)).indices  # numbered by first appearance
+    c = codes.to_numpy()
+    first = np.empty(int(c.max()) + 1, np.int64)
+    first[c[::-1]] = np.arange(n - 1, -1, -1)  # the last write per code is its first row
     return codes, attributes.select(list(VALUE_COLUMNS)).take(pa.array(first)).cast(ATTRIBUTE_VALUES)
+
+
+def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
 def _keyed(table: pa.Table, files: pa.Table, name: str) -> pa.Table:
