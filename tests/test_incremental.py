@@ -347,7 +347,7 @@ def test_disk_full_rolls_back_the_batch_and_exits_3(tmp_path):
     mnt = tmp_path / "small"
     mnt.mkdir()
     mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True).returncode == 0
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True).returncode == 0
     if not mounted:
         pytest.skip("needs root to mount a small tmpfs")
     try:
@@ -365,7 +365,7 @@ def test_disk_full_rolls_back_the_batch_and_exits_3(tmp_path):
         mounted = False
         with open_catalog(str(tmp_path / "c.duckdb")) as cat:
             n = cat.count("files")
-            assert n % 50 == 0 and n < 400  # whole batches only
+            assert n % 50 == 0 and 0 < n < 400, n  # whole batches only, the committed ones kept
             assert cat.query("SELECT count(DISTINCT file_id) FROM parts").to_pylist()[0] == {
                 "count(DISTINCT file_id)": n}
             assert cat.runs()["status"].to_pylist() in (["failed"], ["running"])

@@ -11,9 +11,10 @@ from exr_inspector.catalog.base import CatalogError, IngestBatch, dedupe_values
 from exr_inspector.catalog.schema import ATTRIBUTES, KEYED, key_vectors, vector_array
 
 
-def _attrs(types, jsons):
+def _attrs(types, jsons, names=None):
     n = len(types)
     return pa.table({
+        "attr_name": pa.array(names or ["name"] * n, pa.string()),
         "attr_type": pa.array(types, pa.string()), "value_json": pa.array(jsons, pa.string()),
         "value_text": pa.array([j.strip('"') if j and j.startswith('"') else None for j in jsons], pa.string()),
         "value_int": pa.array([int(j) if j and j.isdigit() else None for j in jsons], pa.int64()),
@@ -22,13 +23,15 @@ def _attrs(types, jsons):
 
 
 def test_dedupe_values_keeps_each_value_once_in_first_appearance_order():
-    types = ["int", "string", "int", "box2i", "v4i", "int", "string", "opaque", "opaque"]
-    jsons = ["1", '"a"', "1", "[0,0,1,1]", "[0,0,1,1]", "2", '"a"', None, None]
-    attrs = _attrs(types, jsons)
+    types = ["int", "string", "int", "box2i", "v4i", "int", "string", "opaque", "opaque", "int"]
+    jsons = ["1", '"a"', "1", "[0,0,1,1]", "[0,0,1,1]", "2", '"a"', None, None, "1"]
+    names = ["n"] * 9 + ["other"]
+    attrs = _attrs(types, jsons, names)
     index, values = dedupe_values(attrs)
-    assert index.to_pylist() == [0, 1, 0, 2, 3, 4, 1, 5, 5]  # same json, other type: another value
-    assert values.schema.names == list(ATTRIBUTES.names[4:])
-    assert values.num_rows == 6
+    # same json, other type (or other name): another value
+    assert index.to_pylist() == [0, 1, 0, 2, 3, 4, 1, 5, 5, 6]
+    assert values.schema.names == list(ATTRIBUTES.names[3:])
+    assert values.num_rows == 7
     back = values.take(index)
     for name in values.column_names:
         assert back[name].combine_chunks().equals(attrs[name].combine_chunks()), name

@@ -99,15 +99,18 @@ EMBEDDINGS_TABLE = "file_embeddings"
 EMBEDDING_KEY = pa.field("embedding_key", pa.int64())
 EMBEDDINGS_SCHEMA = pa.schema([pa.field("embedding_key", pa.int64(), nullable=False),
                                pa.field("metadata_embedding", FILES.field("metadata_embedding").type, nullable=False)])
-FILES_STORED = pa.schema([EMBEDDING_KEY if f.name == "metadata_embedding" else f for f in FILES])
+# Child rows name their file by file_key, a number file_rows assigns (a fresh one for each new
+# or changed header): an 8-byte integer instead of a 32-character file_id on every child row.
+FILE_KEY = pa.field("file_key", pa.int64(), nullable=False)
+FILES_STORED = pa.schema([EMBEDDING_KEY if f.name == "metadata_embedding" else f for f in FILES] + [FILE_KEY])
 
 
 def stored_schema(name: str) -> pa.Schema:
-    """What a child table stores: its Arrow schema without file_path, fingerprints and
-    attribute values by key."""
+    """What a child table stores: its Arrow schema keyed by file_key instead of file_id and
+    file_path, fingerprints and attribute values by key."""
     fields = [FINGERPRINT_KEY if f.name == "channel_fingerprint" else f for f in TABLES[name]
-              if f.name != "file_path" and not (name == "attributes" and f.name in VALUE_COLUMNS)]
-    return pa.schema(fields + ([VALUE_KEY] if name == "attributes" else []))
+              if f.name not in ("file_id", "file_path") and not (name == "attributes" and f.name in VALUE_COLUMNS)]
+    return pa.schema([FILE_KEY, *fields] + ([VALUE_KEY] if name == "attributes" else []))
 
 
 VALUE_KEY = pa.field("value_key", pa.int64(), nullable=False)
@@ -125,15 +128,15 @@ def view_for(name: str) -> str:
     """The view presenting child table ``name`` in its Arrow schema (column order included)."""
     cols = []
     for f in TABLES[name]:
-        if f.name == "file_path":
-            cols.append("f.file_path")
+        if f.name in ("file_id", "file_path"):
+            cols.append(f"f.{f.name}")
         elif f.name == "channel_fingerprint":
             cols.append("fp.channel_fingerprint")
         elif name == "attributes" and f.name in VALUE_COLUMNS:
             cols.append(f"v.{_q(f.name)}")
         else:
             cols.append(f"r.{_q(f.name)}")
-    joins = f"JOIN {FILES_TABLE} f ON f.file_id = r.file_id"
+    joins = f"JOIN {FILES_TABLE} f ON f.file_key = r.file_key"
     if name == "channels":
         joins += f" LEFT JOIN {FINGERPRINT_TABLE} fp ON fp.fingerprint_key = r.fingerprint_key"
     if name == "attributes":
@@ -333,7 +336,8 @@ class DuckDBCatalog(Catalog):
                                                       schema=EMBEDDINGS_SCHEMA))
         try:
             con.execute(f"INSERT INTO {EMBEDDINGS_TABLE} SELECT DISTINCT ON (embedding_key) * FROM _emb_map")
-            cols = ", ".join("m.embedding_key" if c == "embedding_key" else f"r.{_q(c)}" for c in FILES_STORED.names)
+            cols = ", ".join({"embedding_key": "m.embedding_key", "file_key": "(row_number() OVER ()) - 1"}.get(
+                c, f"r.{_q(c)}") for c in FILES_STORED.names)
             con.execute(f"INSERT INTO {FILES_TABLE} SELECT {cols} FROM files r "
                         "LEFT JOIN _emb_map m ON m.metadata_embedding = r.metadata_embedding")
             con.execute("DROP INDEX IF EXISTS files_file_path_normalized_idx")
@@ -351,10 +355,11 @@ class DuckDBCatalog(Catalog):
                             (SELECT DISTINCT {', '.join(VALUE_COLUMNS)} FROM attributes)""")
             same_value = " AND ".join(f"v.{c} IS NOT DISTINCT FROM r.{c}" for c in VALUE_COLUMNS)
             for name, table in STORED.items():
-                cols = ", ".join({"fingerprint_key": "m.fingerprint_key", "value_key": "v.value_key"}.get(c, f"r.{_q(c)}")
-                                 for c in stored_schema(name).names)
-                join = {"channels": " LEFT JOIN _fp_map m ON m.channel_fingerprint = r.channel_fingerprint",
-                        "attributes": f" JOIN {VALUES_TABLE} v ON {same_value}"}.get(name, "")
+                cols = ", ".join({"fingerprint_key": "m.fingerprint_key", "value_key": "v.value_key",
+                                  "file_key": "f.file_key"}.get(c, f"r.{_q(c)}") for c in stored_schema(name).names)
+                join = f" JOIN {FILES_TABLE} f ON f.file_id = r.file_id" + {
+                    "channels": " LEFT JOIN _fp_map m ON m.channel_fingerprint = r.channel_fingerprint",
+                    "attributes": f" JOIN {VALUES_TABLE} v ON {same_value}"}.get(name, "")
                 con.execute(f"INSERT INTO {_q(table)} SELECT {cols} FROM {_q(name)} r{join}")
                 con.execute(f"DROP TABLE {_q(name)}")
         finally:
@@ -380,6 +385,7 @@ class DuckDBCatalog(Catalog):
         total = UpsertStats()
         with self._transaction("upsert"):
             self._next_value_key = _scalar(con, f"SELECT coalesce(max(value_key) + 1, 0) FROM {VALUES_TABLE}")
+            self._next_file_key = _scalar(con, f"SELECT coalesce(max(file_key) + 1, 0) FROM {FILES_TABLE}")
             for batch in batches:
                 batch.checked_keys()
                 stats = self._merge_one(con, batch)
@@ -399,7 +405,10 @@ class DuckDBCatalog(Catalog):
         try:
             keys, vectors, distinct = key_vectors(batch.files["metadata_embedding"])
             i = FILES.get_field_index("metadata_embedding")
-            register("_batch_files", batch.files.set_column(i, EMBEDDING_KEY, keys))
+            self._file_base = self._next_file_key  # batch file i gets file_key base + i
+            self._next_file_key += batch.num_files
+            file_keys = pa.array(np.arange(self._file_base, self._next_file_key, dtype=np.int64))
+            register("_batch_files", batch.files.set_column(i, EMBEDDING_KEY, keys).append_column(FILE_KEY, file_keys))
             register("_batch_embeddings", pa.Table.from_arrays([pa.array(distinct), vectors], schema=EMBEDDINGS_SCHEMA))
             register("_batch_crawl_errors", batch.errors)
             return self._merge(con, batch, register)
@@ -414,7 +423,7 @@ class DuckDBCatalog(Catalog):
         n_errors = batch.errors.num_rows
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _upsert_keys AS
-            SELECT b.file_path_normalized AS path, b.file_id AS new_id, f.file_id AS old_id,
+            SELECT b.file_path_normalized AS path, b.file_id AS new_id, f.file_key AS old_key,
                    f.first_seen, f.inspection_count,
                    CASE WHEN f.file_path_normalized IS NULL THEN 'new'
                         WHEN f.header_hash = b.header_hash THEN 'same' ELSE 'changed' END AS action
@@ -431,8 +440,8 @@ class DuckDBCatalog(Catalog):
                 [now])
         if stats.replaced:
             for table in STORED.values():
-                con.execute(f"DELETE FROM {table} WHERE file_id IN "
-                            "(SELECT old_id FROM _upsert_keys WHERE action = 'changed')")
+                con.execute(f"DELETE FROM {table} WHERE file_key IN "
+                            "(SELECT old_key FROM _upsert_keys WHERE action = 'changed')")
             con.execute("DELETE FROM file_rows WHERE file_path_normalized IN "
                         "(SELECT path FROM _upsert_keys WHERE action = 'changed')")
         if stats.inserted or stats.replaced:
@@ -477,12 +486,11 @@ class DuckDBCatalog(Catalog):
             values, keys = values.filter(used), keys.filter(pa.array(used))
         if values.num_rows:
             con.from_arrow(pa.Table.from_arrays([keys, *values.columns], schema=VALUES_SCHEMA)).insert_into(VALUES_TABLE)
-        ids = batch.files["file_id"]
         for name, table in STORED.items():
             t = keyed[name]
             if not t.num_rows:
                 continue
-            cols = [pc.take(ids, t["file_index"]), *t.columns[1:]]
+            cols = [pc.add(pc.cast(t["file_index"], pa.int64()), pa.scalar(self._file_base, pa.int64())), *t.columns[1:]]
             if name == "attributes":
                 cols[-1] = pc.add(pc.cast(t["value_index"], pa.int64()), pa.scalar(base, pa.int64()))
             con.from_arrow(pa.Table.from_arrays(cols, schema=stored_schema(name))).insert_into(table)
@@ -576,7 +584,7 @@ class DuckDBCatalog(Catalog):
         try:
             with self._transaction("apply_renames"):
                 for table in STORED.values():
-                    con.execute(f"""DELETE FROM {table} WHERE file_id IN (SELECT file_id FROM file_rows
+                    con.execute(f"""DELETE FROM {table} WHERE file_key IN (SELECT file_key FROM file_rows
                                     WHERE file_path_normalized IN (SELECT old FROM _renames))""")
                 con.execute("DELETE FROM file_rows WHERE file_path_normalized IN (SELECT old FROM _renames)")
                 return _scalar(con, """UPDATE file_rows SET renamed_from = r.old FROM _renames r
@@ -586,12 +594,12 @@ class DuckDBCatalog(Catalog):
 
     def prune(self, missing_before: dt.datetime, prefix: str = "") -> int:
         con = self.con
-        gone = ("SELECT file_id FROM file_rows WHERE missing_since < ? AND starts_with(file_path_normalized, ?)")
+        gone = ("SELECT file_key FROM file_rows WHERE missing_since < ? AND starts_with(file_path_normalized, ?)")
         params = [naive_utc(missing_before), prefix]
         with self._transaction("prune"):
             for table in STORED.values():
-                con.execute(f"DELETE FROM {table} WHERE file_id IN ({gone})", params)
-            n = _scalar(con, f"DELETE FROM file_rows WHERE file_id IN ({gone})", params)
+                con.execute(f"DELETE FROM {table} WHERE file_key IN ({gone})", params)
+            n = _scalar(con, f"DELETE FROM file_rows WHERE file_key IN ({gone})", params)
             con.execute(f"""DELETE FROM {EMBEDDINGS_TABLE} WHERE embedding_key NOT IN
                             (SELECT embedding_key FROM {FILES_TABLE} WHERE embedding_key IS NOT NULL)""")
             con.execute(f"""DELETE FROM {FINGERPRINT_TABLE} WHERE fingerprint_key NOT IN

@@ -170,9 +170,9 @@ FILE_INDEX = pa.field("file_index", pa.int32(), nullable=False)
 FINGERPRINT_KEY = pa.field("fingerprint_key", pa.int64())
 
 
-# An attribute's value columns, held once per distinct value in a batch (``attribute_values``):
-# the frames of a sequence repeat nearly every value, so a chunk has ~5% distinct values.
-VALUE_COLUMNS = ("attr_type", "value_json", "value_text", "value_int", "value_float")
+# An attribute's name and value, held once per distinct one in a batch (``attribute_values``):
+# the frames of a sequence repeat nearly every attribute, so a chunk has ~5% distinct ones.
+VALUE_COLUMNS = ("attr_name", "attr_type", "value_json", "value_text", "value_int", "value_float")
 VALUE_INDEX = pa.field("value_index", pa.int32(), nullable=False)
 
 
