@@ -14,10 +14,17 @@ import pytest
 import xxhash
 
 from exr_inspector.catalog.schema import EMBEDDING_DIM, FINGERPRINT_DIM
+from exr_inspector.columnar import dedupe_values
 from exr_inspector.crawl.batch import build_batch
-from exr_inspector.crawl.columns import scan_chunk
-from exr_inspector.embed import embed_channels_distinct, embed_chunk
-from exr_inspector.embed.features import channel_tokens, file_tokens
+from exr_inspector.crawl.columns import RawChunk, scan_chunk
+from exr_inspector.embed import embed_channels_distinct, embed_chunk, embed_distinct
+from exr_inspector.embed.features import (
+    attribute_codes,
+    channel_signatures,
+    channel_tokens,
+    file_signatures,
+    file_tokens,
+)
 from exr_inspector.embed.kernels import (
     hash_strings,
     hash_tokens,
@@ -261,3 +268,37 @@ def test_fingerprints_once_per_signature_equal_every_channel_embedded(tree, whol
     for name in ("attr_name", "attr_type", "value_json", "value_text", "value_int", "value_float"):
         assert attrs[name].combine_chunks().equals(raw.attributes[name].combine_chunks()), name
     assert batch.values.num_rows < raw.attributes.num_rows / 2
+
+
+def test_embed_distinct_equals_embedding_every_row(tree, whole) -> None:
+    """What the readers run (one vector per file signature and per channel signature) is
+    bit-identical to embedding every file and channel, on both scanners' output."""
+    paths, labels = tree
+    for native in (True, False):
+        raw = scan_chunk(paths, native=native)
+        f_inv, f_vecs, c_inv, c_vecs = embed_distinct(raw)
+        assert f_vecs[f_inv].tobytes() == whole[0].tobytes()
+        assert c_vecs[c_inv].tobytes() == whole[1].tobytes()
+        assert len(f_vecs) <= len(set(labels.tolist())) * 2 < len(paths)  # frames share signatures
+
+
+def test_file_signatures_split_on_every_token_input(tree) -> None:
+    """Change one token-relevant value in one file and it gets a signature of its own."""
+    paths, _ = tree
+    raw = scan_chunk(paths[:8], native=True)
+    first, ch_inv = channel_signatures(raw)
+    values = dedupe_values(raw.attributes)
+    codes = attribute_codes(values[0].to_numpy(), values[1])
+    _, base = file_signatures(raw, ch_inv, codes)
+    assert len(set(base.tolist())) < 8
+    victim = int(np.flatnonzero(base == base[0])[1])  # a file sharing file 0's signature
+    parts = raw.parts
+    comp = parts["compression"].to_pylist()
+    row = parts["file_index"].to_pylist().index(victim)
+    comp[row] = "ZSTD_TEST"
+    changed = RawChunk(raw.files, parts.set_column(parts.schema.get_field_index("compression"), "compression",
+                                                   pa.array(comp, pa.string())), raw.channels, raw.attributes,
+                       raw.errors)
+    _, after = file_signatures(changed, ch_inv, codes)
+    assert after[victim] != after[0] and np.array_equal(np.delete(after, victim) == after[0],
+                                                        np.delete(base, victim) == base[0])

@@ -7,8 +7,9 @@ import pyarrow as pa
 import pytest
 
 from catalog_contract import make_batch, paths_of
-from exr_inspector.catalog.base import CatalogError, IngestBatch, dedupe_values
+from exr_inspector.catalog.base import CatalogError, IngestBatch
 from exr_inspector.catalog.schema import ATTRIBUTES, KEYED, key_vectors, vector_array
+from exr_inspector.columnar import dedupe_values
 
 
 def _attrs(types, jsons, names=None):

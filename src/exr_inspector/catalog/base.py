@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..columnar import dedupe_values
 from .schema import (
     ATTRIBUTE_VALUES,
     CHILD_TABLES,
@@ -205,35 +206,6 @@ KEYED_SCHEMAS = {"files": FILES, **KEYED, "fingerprints": FINGERPRINTS, "attribu
 def _shift(table: pa.Table, column: str, by: int) -> pa.Table:
     i = table.schema.get_field_index(column)
     return table.set_column(i, table.schema.field(i), pc.add(table[column], pa.scalar(by, pa.int32())))
-
-
-def dedupe_values(attributes: pa.Table) -> tuple[pa.Array, pa.Table]:
-    """(value_index per row, attribute_values): each distinct (attr_name, attr_type, value_json)
-    once, in order of first appearance. The other value columns are functions of those.
-
-    Hash-based throughout (no sort): dictionary encodings combined into one code, renumbered
-    after each step so it stays small, and the first row of each code found by a reversed scatter.
-    """
-    n = attributes.num_rows
-    if not n:
-        return pa.array([], pa.int32()), ATTRIBUTE_VALUES.empty_table()
-    code = None
-    for name in ("value_json", "attr_type", "attr_name"):
-        enc = pc.dictionary_encode(_array(attributes[name]), null_encoding="encode")
-        idx = enc.indices.to_numpy().astype(np.int64)
-        if code is not None:  # both < n: the product stays far inside int64
-            idx = pc.dictionary_encode(pa.array(code * len(enc.dictionary) + idx)).indices.to_numpy()
-        code = idx
-    codes = pa.array(code.astype(np.int32))  # numbered by first appearance
-    first = np.empty(int(code.max()) + 1, np.int64)
-    first[code[::-1]] = np.arange(n - 1, -1, -1)  # the last write per code is its first row
-    values = attributes.select(list(VALUE_COLUMNS)).take(pa.array(first))
-    # from_arrays, not cast: a null where the schema forbids one stays for the backend to refuse
-    return codes, pa.Table.from_arrays(values.columns, schema=ATTRIBUTE_VALUES)
-
-
-def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
 def _keyed(table: pa.Table, files: pa.Table, name: str) -> pa.Table:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import __version__
-from ..catalog.base import IngestBatch, dedupe_values
+from ..catalog.base import IngestBatch
 from ..catalog.schema import (
     CRAWL_ERRORS,
     FILES,
@@ -28,7 +28,8 @@ from ..catalog.schema import (
     fingerprint_keys,
     vector_array,
 )
-from ..embed import embed_channels_distinct, embed_files
+from ..columnar import dedupe_values
+from ..embed import embed_distinct
 from ..payload import FRAME_PATTERN
 from .columns import RawChunk
 
@@ -76,8 +77,8 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
     distinct channel fingerprint once."""
     files = raw.files
     n = files.num_rows
-    file_vecs = embed_files(raw)
-    inverse, distinct = embed_channels_distinct(raw)
+    value_index, values = dedupe_values(raw.attributes)
+    file_inverse, file_vecs, inverse, distinct = embed_distinct(raw, (value_index, values))
     path = files["file_path"]
     frame = pc.struct_field(pc.extract_regex(path, FRAME_PATTERN), "frame")
     frame = pc.if_else(pc.equal(frame, ""), pa.scalar(None, pa.string()), frame).cast(pa.int64())
@@ -85,7 +86,7 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
     out_files = pa.Table.from_arrays([
         files["file_id"], path, path, files["header_hash"], files["size_bytes"], _mtime(files["mtime_ns"]),
         files["mtime_ns"], files["inode"], files["multipart_count"], files["is_deep"], files["is_tiled"], frame,
-        pc.replace_substring_regex(path, _SEQUENCE_RE, r"\1#\2"), vector_array(file_vecs),
+        pc.replace_substring_regex(path, _SEQUENCE_RE, r"\1#\2"), vector_array(file_vecs[file_inverse]),
         now_col, now_col, _const(n, 1, pa.int64()), pa.nulls(n, TS), _const(n, SCHEMA_VERSION, pa.int32()),
         _const(n, __version__, pa.string()), pa.nulls(n, pa.string()),
     ], schema=FILES)
@@ -97,7 +98,6 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
                                         schema=FINGERPRINTS)
     ch = raw.channels
     channels = ch.select(KEYED["channels"].names[:-1]).append_column(FINGERPRINT_KEY, pa.array(keys[inverse]))
-    value_index, values = dedupe_values(raw.attributes)
     attrs = raw.attributes.select(KEYED["attributes"].names[:-1]).append_column(VALUE_INDEX, value_index)
     tables = {"parts": raw.parts.select(KEYED["parts"].names), "channels": channels, "attributes": attrs}
     tables = {name: t.cast(KEYED[name]) for name, t in tables.items()}

@@ -13,11 +13,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..catalog.schema import EMBEDDING_DIM, FINGERPRINT_DIM
+from ..columnar import dedupe_values
 from ..crawl.columns import RawChunk
-from .features import channel_signatures, channel_token_ids, file_token_ids
+from .features import attribute_codes, channel_signatures, channel_token_ids, file_signatures, file_token_ids
 from .kernels import hash_strings, scatter_rows
 
-__all__ = ["embed_chunk", "embed_files", "embed_channels", "embed_channels_distinct"]
+__all__ = ["embed_chunk", "embed_files", "embed_channels", "embed_channels_distinct", "embed_distinct"]
 
 
 def embed_files(raw: RawChunk, dim: int = EMBEDDING_DIM) -> np.ndarray:
@@ -38,6 +39,39 @@ def embed_channels_distinct(raw: RawChunk, dim: int = FINGERPRINT_DIM) -> tuple[
     first, inverse = channel_signatures(raw)
     sub = RawChunk(raw.files, raw.parts, raw.channels.take(pa.array(first)), raw.attributes, raw.errors)
     return inverse, embed_channels(sub, dim)
+
+
+def _files_subset(raw: RawChunk, keep: np.ndarray) -> RawChunk:
+    """The chunk of files ``keep`` (file indices), renumbered 0..len(keep)-1 in that order."""
+    new = np.full(raw.files.num_rows, -1, np.int64)
+    new[keep] = np.arange(len(keep))
+
+    def rows(table: pa.Table) -> pa.Table:
+        f = new[table["file_index"].to_numpy()] if table.num_rows else np.zeros(0, np.int64)
+        sel = f >= 0
+        i = table.schema.get_field_index("file_index")
+        out = table.filter(pa.array(sel))
+        return out.set_column(i, table.schema.field(i), pa.array(f[sel].astype(np.int32)))
+
+    files = raw.files.take(pa.array(keep))
+    files = files.set_column(files.schema.get_field_index("file_index"), files.schema.field("file_index"),
+                             pa.array(np.arange(len(keep), dtype=np.int32)))
+    return RawChunk(files, rows(raw.parts), rows(raw.channels), rows(raw.attributes), raw.errors)
+
+
+def embed_distinct(raw: RawChunk, values: tuple[pa.Array, pa.Table] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(file inverse, file vectors, channel inverse, channel fingerprints): ``embed_chunk(raw)``
+    equals ``(files[file_inverse], channels[channel_inverse])``, each vector computed once per
+    distinct signature (the frames of a sequence share one). ``values``: the chunk's
+    ``dedupe_values(raw.attributes)`` if the caller has it already."""
+    first, ch_inverse = channel_signatures(raw)
+    sub = RawChunk(raw.files, raw.parts, raw.channels.take(pa.array(first)), raw.attributes, raw.errors)
+    fingerprints = embed_channels(sub)
+    value_index, table = values if values is not None else dedupe_values(raw.attributes)
+    attr_codes = attribute_codes(value_index.to_numpy(zero_copy_only=False), table)
+    reps, f_inverse = file_signatures(raw, ch_inverse, attr_codes)
+    return f_inverse, embed_files(_files_subset(raw, reps)), ch_inverse, fingerprints
 
 
 def embed_chunk(raw: RawChunk) -> tuple[np.ndarray, np.ndarray]:

@@ -275,17 +275,80 @@ def channel_signatures(raw: RawChunk) -> tuple[np.ndarray, np.ndarray]:
     if not n:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     ctx = _channel_context(raw)
-    cols = [ch["channel_name"], ch["component_name"], ch["layer_name"], ch["channel_type"], ch["x_sampling"],
-            ch["y_sampling"], pc.fill_null(ch["p_linear"], False), ctx["part_type"], ctx["compression"]]
-    key = np.zeros(n, np.int64)
+    key = _dense([ch["channel_name"], ch["component_name"], ch["layer_name"], ch["channel_type"], ch["x_sampling"],
+                  ch["y_sampling"], pc.fill_null(ch["p_linear"], False), ctx["part_type"], ctx["compression"]])
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
+def _dense(cols: list) -> np.ndarray:
+    """One int64 code per row, equal exactly where every column is equal (nulls equal nulls)."""
+    key = np.zeros(len(cols[0]), np.int64)
     card = 1
     for col in cols:
-        codes = _codes(col)
-        m = int(codes.max()) + 1
+        codes = col if isinstance(col, np.ndarray) else _codes(col)
+        m = int(codes.max()) + 1 if len(codes) else 1
         if card * m >= 1 << 62:  # keep the mixed-radix key in range: renumber what we have so far
             _, key = np.unique(key, return_inverse=True)
+            key = key.ravel()
             card = int(key.max()) + 1
         key = key * m + codes
         card *= m
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return first, inverse.ravel()
+    return key
+
+
+def attribute_codes(value_index: np.ndarray, values: pa.Table) -> np.ndarray:
+    """Per attribute row: its name, or its whole value where ``file_token_ids`` makes a token of it.
+
+    From the batch's deduplicated values (``columnar.dedupe_values``): work per distinct value, then
+    one take per row.
+    """
+    names = values["attr_name"]
+    valued = pc.fill_null(pc.is_in(names, value_set=pa.array(
+        ENUM_VALUE_ATTRS + VALUE_ATTRS + FAMILY_ATTRS + SETTING_ATTRS, pa.string())), False)
+    k = values.num_rows
+    per_value = np.where(valued.to_numpy(zero_copy_only=False), k + np.arange(k), _codes(names))
+    return per_value[value_index]
+
+
+def file_signatures(raw: RawChunk, channel_codes: np.ndarray, attr_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse): files whose token inputs are exactly equal share a signature, and file
+    f's tokens are those of file ``first[inverse[f]]``. Every frame of a sequence does.
+
+    A file's signature is the byte string of its rows' codes, table-tagged and in row order
+    (attributes, channels, parts, then multipart_count): equal strings, equal inputs, so
+    equal tokens; order only makes the test stricter. ``channel_codes``: equal wherever the
+    channel's file-token inputs are equal (``channel_signatures``' inverse is); ``attr_codes``
+    likewise per attribute row (``attribute_codes``).
+    """
+    files, parts = raw.files, raw.parts
+    n = files.num_rows
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    part_codes = _dense([parts[c] for c in ("compression", "part_type", "is_tiled", "is_deep", "tile_level_mode",
+                                            "tile_width", "tile_height", "display_width", "display_height",
+                                            "view_name")]) if parts.num_rows else np.zeros(0, np.int64)
+    tables = [  # (file of each row, code of each row), each tagged with its table
+        (raw.attributes["file_index"], attr_codes),
+        (raw.channels["file_index"], channel_codes),
+        (parts["file_index"], part_codes),
+        (files["file_index"], _codes(files["multipart_count"])),
+    ]
+    rows = [(_array(f).to_numpy(zero_copy_only=False).astype(np.int64), c) for f, c in tables]
+    counts = np.stack([np.bincount(f, minlength=n) for f, _ in rows])  # [table, file]
+    ends = np.cumsum(counts.sum(0))
+    starts = ends - counts.sum(0)
+    data = np.empty(int(ends[-1]), np.int64)
+    before = np.zeros(n, np.int64)  # elements of earlier tables in each file's segment
+    for tag, (f, codes) in enumerate(rows):
+        order = np.argsort(f, kind="stable")  # rows of one file in row order (already grouped: cheap)
+        fs = f[order]
+        rank = np.arange(len(fs)) - (np.cumsum(counts[tag]) - counts[tag])[fs]
+        data[starts[fs] + before[fs] + rank] = codes[order] * 4 + tag
+        before += counts[tag]
+    offsets = pa.py_buffer((np.concatenate([[0], ends]) * 8).astype(np.int32))
+    strings = pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(data)])
+    code = pc.dictionary_encode(strings).indices.to_numpy()  # numbered by first appearance
+    first = np.empty(int(code.max()) + 1, np.int64)
+    first[code[::-1]] = np.arange(n - 1, -1, -1)
+    return first, code.astype(np.int64)
