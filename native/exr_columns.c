@@ -1033,7 +1033,56 @@ static int add_error(chunk_t *ck, PyObject *path, const char *code, PyObject *me
 
 /* ---- export -------------------------------------------------------------- */
 
-static PyObject *bytes_of(const cbuf_t *b) { return PyBytes_FromStringAndSize((const char *) b->p, (Py_ssize_t) b->len); }
+/* A column buffer handed to Python without a copy: the object owns the malloc'd block and
+ * exports it through the buffer protocol (pyarrow wraps it as is); freed with the object.
+ * Copying every column into a bytes object was 8% of a chunk scan (memmove and fresh pages). */
+typedef struct {
+    PyObject_HEAD
+    uint8_t *p;
+    Py_ssize_t len;
+} owned_t;
+
+static void owned_dealloc(PyObject *self)
+{
+    free(((owned_t *) self)->p);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static int owned_getbuffer(PyObject *self, Py_buffer *view, int flags)
+{
+    owned_t *o = (owned_t *) self;
+    return PyBuffer_FillInfo(view, self, o->p, o->len, 1, flags);
+}
+
+static PyBufferProcs owned_as_buffer = {owned_getbuffer, NULL};
+
+static PyTypeObject owned_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "exr_inspector._core.ColumnBuffer",
+    .tp_basicsize = sizeof(owned_t),
+    .tp_dealloc = owned_dealloc,
+    .tp_as_buffer = &owned_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A read-only column buffer produced by scan_chunk.",
+};
+
+int internal_exr_columns_init(void) { return PyType_Ready(&owned_type); }
+
+/* Move the buffer into a Python object (b is left empty); an empty buffer becomes b"". */
+static PyObject *bytes_of(cbuf_t *b)
+{
+    owned_t *o;
+    uint8_t *p;
+    if (b->len == 0) return PyBytes_FromStringAndSize("", 0);
+    o = PyObject_New(owned_t, &owned_type);
+    if (!o) return NULL;
+    p = b->cap > b->len + 4096 ? realloc(b->p, b->len) : NULL; /* give back the doubling's slack */
+    o->p = p ? p : b->p;
+    o->len = (Py_ssize_t) b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return (PyObject *) o;
+}
 
 static int export_cols(PyObject *out, const char *table, col_t *cols, int ncols)
 {

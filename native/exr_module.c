@@ -185,5 +185,6 @@ static struct PyModuleDef core_module = {
 PyMODINIT_FUNC PyInit__core(void)
 {
     if (internal_exr_decode_init() < 0) return NULL;
+    if (internal_exr_columns_init() < 0) return NULL;
     return PyModule_Create(&core_module);
 }

@@ -11,5 +11,6 @@
 
 /* {table: {column: (length, null_count, validity | None, values, data | None)}, "errors": [rows]} */
 PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items);
+int internal_exr_columns_init(void); /* readies the column buffer type; -1 with an exception set */
 
 #endif
