@@ -67,7 +67,7 @@ timeCode, ... are in the JSON), so only the six numbers group a sequence.
     n_channels = np.bincount(raw.channels["file_index"].to_numpy(), minlength=n)
     n_attrs = np.bincount(raw.attributes["file_index"].to_numpy(), minlength=n)
     docs: list[list] = [[] for _ in range(n)]
-    a = raw.attributes.select(["file_index", "part_index", "attr_name", "attr_type", "value_json"]).to_pydict()
+    a = raw.attribute_rows().select(["file_index", "part_index", "attr_name", "attr_type", "value_json"]).to_pydict()
     for fi, pi, name, typ, val in zip(*a.values(), strict=True):
         docs[fi].append([pi, name, typ, val])
     out = np.zeros((n, dim), np.float64)

@@ -172,13 +172,30 @@ enum {
     P_COLOR, P_SOFTWARE, P_N
 };
 enum { C_FILE_INDEX, C_PART_INDEX, C_NAME, C_LAYER, C_COMPONENT, C_TYPE, C_XS, C_YS, C_PLINEAR, C_N };
-enum { A_FILE_INDEX, A_PART_INDEX, A_NAME, A_TYPE, A_JSON, A_TEXT, A_INT, A_FLOAT, A_N };
+enum { A_FILE_INDEX, A_PART_INDEX, A_VALUE, A_N };
+enum { V_NAME, V_TYPE, V_JSON, V_TEXT, V_INT, V_FLOAT, V_N };
+
+/* One distinct attribute (name, type, value bytes) of the chunk: the frames of a sequence
+ * repeat nearly every attribute, so each is formatted once and its canonical JSON fragment
+ * reused for the header hash. index -1: the attribute is dropped (wrong size for its type). */
+typedef struct {
+    uint64_t hash;
+    size_t key_off, key_len;   /* name \0 type \0 value, in keys */
+    size_t frag_off, frag_len; /* {"name":..,"type":..,"value":..}, in frags */
+    int32_t index;
+    int used;
+} vslot_t;
 
 typedef struct {
-    col_t files[F_N], parts[P_N], channels[C_N], attrs[A_N];
+    col_t files[F_N], parts[P_N], channels[C_N], attrs[A_N], values[V_N];
     PyObject *errors; /* list of (path, code, message, size, mtime_ns): rare, so Python objects */
     cbuf_t hjson;     /* the current file's canonical header JSON */
     cbuf_t tmp;       /* one attribute value */
+    cbuf_t key;       /* the attribute being looked up */
+    cbuf_t keys, frags;
+    vslot_t *slots;   /* open addressing, power-of-two capacity, at most half full */
+    size_t cap, count;
+    int32_t nvalues;
 } chunk_t;
 
 static const struct {
@@ -206,8 +223,11 @@ static const struct {
     {"p_linear", COL_BOOL},
 },
   ATTR_COLS[A_N] = {
-    {"file_index", COL_I32}, {"part_index", COL_I32}, {"attr_name", COL_STR}, {"attr_type", COL_STR},
-    {"value_json", COL_STR}, {"value_text", COL_STR}, {"value_int", COL_I64}, {"value_float", COL_F64},
+    {"file_index", COL_I32}, {"part_index", COL_I32}, {"value_index", COL_I32},
+},
+  VALUE_COLS[V_N] = {
+    {"attr_name", COL_STR}, {"attr_type", COL_STR}, {"value_json", COL_STR}, {"value_text", COL_STR},
+    {"value_int", COL_I64}, {"value_float", COL_F64},
 };
 
 /* ---- text: UTF-8 checks, backslashreplace, JSON ------------------------ */
@@ -930,6 +950,83 @@ static void emit_channels(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_
     }
 }
 
+/* ---- the chunk's distinct attributes ------------------------------------- */
+
+static int slots_grow(chunk_t *ck)
+{
+    size_t ncap = ck->cap ? ck->cap * 2 : 1024;
+    vslot_t *ns = calloc(ncap, sizeof(*ns));
+    if (!ns) return -1;
+    for (size_t i = 0; i < ck->cap; i++) {
+        size_t j;
+        if (!ck->slots[i].used) continue;
+        for (j = ck->slots[i].hash & (ncap - 1); ns[j].used; j = (j + 1) & (ncap - 1)) {}
+        ns[j] = ck->slots[i];
+    }
+    free(ck->slots);
+    ck->slots = ns;
+    ck->cap = ncap;
+    return 0;
+}
+
+/* The slot of attribute r: found by its (name, type, value bytes), or added, which formats
+ * its value once into the values columns and its JSON fragment. NULL when out of memory. */
+static const vslot_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_rec_t *r)
+{
+    const uint8_t *name = c->buf + r->attr_off, *type = c->buf + r->type_off, *val = c->buf + r->value_off;
+    col_t *V = ck->values;
+    vslot_t *slot;
+    scalars_t s;
+    uint64_t h;
+    size_t j;
+    ck->key.len = 0;
+    cb_put(&ck->key, name, r->name_len); /* names and types end at a NUL, so \0 separates them */
+    cb_char(&ck->key, 0);
+    cb_put(&ck->key, type, r->type_len);
+    cb_char(&ck->key, 0);
+    cb_put(&ck->key, val, r->value_len);
+    if (ck->key.failed) return NULL;
+    h = xxh64(ck->key.p, ck->key.len, 0);
+    if ((ck->count + 1) * 2 > ck->cap && slots_grow(ck) < 0) return NULL;
+    for (j = h & (ck->cap - 1); ck->slots[j].used; j = (j + 1) & (ck->cap - 1)) {
+        slot = &ck->slots[j];
+        if (slot->hash == h && slot->key_len == ck->key.len && !memcmp(ck->keys.p + slot->key_off, ck->key.p, ck->key.len))
+            return slot;
+    }
+    slot = &ck->slots[j];
+    slot->used = 1;
+    slot->hash = h;
+    slot->key_off = ck->keys.len;
+    slot->key_len = ck->key.len;
+    cb_put(&ck->keys, ck->key.p, ck->key.len);
+    ck->count++;
+    ck->tmp.len = 0;
+    if (value_json(&ck->tmp, internal_exr_find_type(type, r->type_len), type, r->type_len, val, r->value_len, &s)) {
+        slot->index = -1;
+        return ck->keys.failed ? NULL : slot;
+    }
+    if (ck->tmp.failed || ck->keys.failed) return NULL;
+    slot->index = ck->nvalues++;
+    put_text(col_str_begin(&V[V_NAME]), name, r->name_len, 0);
+    col_str_end(&V[V_NAME]);
+    put_text(col_str_begin(&V[V_TYPE]), type, r->type_len, 0);
+    col_str_end(&V[V_TYPE]);
+    col_str(&V[V_JSON], ck->tmp.p, ck->tmp.len);
+    if (s.has_text) col_str(&V[V_TEXT], s.text, s.text_len); else col_null(&V[V_TEXT]);
+    if (s.has_int) col_i64(&V[V_INT], s.ival); else col_null(&V[V_INT]);
+    if (s.has_float) col_f64(&V[V_FLOAT], s.fval); else col_null(&V[V_FLOAT]);
+    slot->frag_off = ck->frags.len;
+    cb_str(&ck->frags, "{\"name\":");
+    json_text(&ck->frags, name, r->name_len);
+    cb_str(&ck->frags, ",\"type\":");
+    json_text(&ck->frags, type, r->type_len);
+    cb_str(&ck->frags, ",\"value\":");
+    cb_put(&ck->frags, ck->tmp.p, ck->tmp.len);
+    cb_char(&ck->frags, '}');
+    slot->frag_len = ck->frags.len - slot->frag_off;
+    return ck->frags.failed ? NULL : slot;
+}
+
 static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyObject *path, int32_t fi)
 {
     col_t *A = ck->attrs, *F = ck->files;
@@ -950,33 +1047,15 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
         if (part) cb_char(&ck->hjson, ',');
         cb_char(&ck->hjson, '[');
         for (size_t i = pv.lo; i < pv.hi; i++) {
-            const exr_attr_rec_t *r = &c->recs[i];
-            const exr_type_info_t *info = internal_exr_find_type(c->buf + r->type_off, r->type_len);
-            scalars_t s;
-            ck->tmp.len = 0;
-            if (value_json(&ck->tmp, info, c->buf + r->type_off, r->type_len, c->buf + r->value_off, r->value_len,
-                           &s))
-                continue; /* dropped */
-            if (ck->tmp.failed) return -1;
+            const vslot_t *v = value_of(ck, c, &c->recs[i]);
+            if (!v) return -1;
+            if (v->index < 0) continue; /* dropped */
             col_i32(&A[A_FILE_INDEX], fi);
             col_i32(&A[A_PART_INDEX], (int32_t) part);
-            put_text(col_str_begin(&A[A_NAME]), c->buf + r->attr_off, r->name_len, 0);
-            col_str_end(&A[A_NAME]);
-            put_text(col_str_begin(&A[A_TYPE]), c->buf + r->type_off, r->type_len, 0);
-            col_str_end(&A[A_TYPE]);
-            col_str(&A[A_JSON], ck->tmp.p, ck->tmp.len);
-            if (s.has_text) col_str(&A[A_TEXT], s.text, s.text_len); else col_null(&A[A_TEXT]);
-            if (s.has_int) col_i64(&A[A_INT], s.ival); else col_null(&A[A_INT]);
-            if (s.has_float) col_f64(&A[A_FLOAT], s.fval); else col_null(&A[A_FLOAT]);
+            col_i32(&A[A_VALUE], v->index);
             if (!firsta) cb_char(&ck->hjson, ',');
             firsta = 0;
-            cb_str(&ck->hjson, "{\"name\":");
-            json_text(&ck->hjson, c->buf + r->attr_off, r->name_len);
-            cb_str(&ck->hjson, ",\"type\":");
-            json_text(&ck->hjson, c->buf + r->type_off, r->type_len);
-            cb_str(&ck->hjson, ",\"value\":");
-            cb_put(&ck->hjson, ck->tmp.p, ck->tmp.len);
-            cb_char(&ck->hjson, '}');
+            cb_put(&ck->hjson, ck->frags.p + v->frag_off, v->frag_len);
         }
         cb_char(&ck->hjson, ']');
         ptype = part_type(&pv, c->flags);
@@ -1135,8 +1214,13 @@ static void free_chunk(chunk_t *ck)
     for (int i = 0; i < P_N; i++) col_free(&ck->parts[i]);
     for (int i = 0; i < C_N; i++) col_free(&ck->channels[i]);
     for (int i = 0; i < A_N; i++) col_free(&ck->attrs[i]);
+    for (int i = 0; i < V_N; i++) col_free(&ck->values[i]);
     free(ck->hjson.p);
     free(ck->tmp.p);
+    free(ck->key.p);
+    free(ck->keys.p);
+    free(ck->frags.p);
+    free(ck->slots);
     Py_XDECREF(ck->errors);
 }
 
@@ -1152,6 +1236,7 @@ PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t
     init_cols(ck.parts, P_N, PART_COLS);
     init_cols(ck.channels, C_N, CHANNEL_COLS);
     init_cols(ck.attrs, A_N, ATTR_COLS);
+    init_cols(ck.values, V_N, VALUE_COLS);
     seq = PySequence_Fast(paths, "scan_chunk expects a sequence of paths");
     if (!seq) return NULL;
     ck.errors = PyList_New(0);
@@ -1228,6 +1313,7 @@ PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t
     if (!out) goto done;
     if (export_cols(out, "files", ck.files, F_N) < 0 || export_cols(out, "parts", ck.parts, P_N) < 0
         || export_cols(out, "channels", ck.channels, C_N) < 0 || export_cols(out, "attributes", ck.attrs, A_N) < 0
+        || export_cols(out, "values", ck.values, V_N) < 0
         || PyDict_SetItemString(out, "errors", ck.errors) < 0) {
         Py_CLEAR(out);
     }

@@ -139,7 +139,7 @@ def check(tmp_path: Path, doubles: np.ndarray, floats: np.ndarray, seed: int) ->
     paths, expected = write_files(tmp_path, attributes(doubles, floats))
     chunk = scan_chunk(paths, native=True)
     assert chunk.errors.num_rows == 0, chunk.errors.to_pylist()[:3]
-    table = chunk.attributes
+    table = chunk.attribute_rows()
     seen = 0
     for f, name, js in zip(table["file_index"].to_pylist(), table["attr_name"].to_pylist(),
                            table["value_json"].to_pylist(), strict=True):

@@ -14,7 +14,6 @@ import pytest
 import xxhash
 
 from exr_inspector.catalog.schema import EMBEDDING_DIM, FINGERPRINT_DIM
-from exr_inspector.columnar import dedupe_values
 from exr_inspector.crawl.batch import build_batch
 from exr_inspector.crawl.columns import RawChunk, scan_chunk
 from exr_inspector.embed import embed_channels_distinct, embed_chunk, embed_distinct
@@ -265,8 +264,9 @@ def test_fingerprints_once_per_signature_equal_every_channel_embedded(tree, whol
     shipped = batch.channels["channel_fingerprint"].combine_chunks().flatten().to_numpy().reshape(-1, 128)
     assert shipped.tobytes() == whole[1].tobytes()
     attrs = batch.attributes
+    rows = raw.attribute_rows()
     for name in ("attr_name", "attr_type", "value_json", "value_text", "value_int", "value_float"):
-        assert attrs[name].combine_chunks().equals(raw.attributes[name].combine_chunks()), name
+        assert attrs[name].combine_chunks().equals(rows[name].combine_chunks()), name
     assert batch.values.num_rows < raw.attributes.num_rows / 2
 
 
@@ -287,8 +287,7 @@ def test_file_signatures_split_on_every_token_input(tree) -> None:
     paths, _ = tree
     raw = scan_chunk(paths[:8], native=True)
     first, ch_inv = channel_signatures(raw)
-    values = dedupe_values(raw.attributes)
-    codes = attribute_codes(values[0].to_numpy(), values[1])
+    codes = attribute_codes(raw.attributes["value_index"].to_numpy(), raw.values)
     _, base = file_signatures(raw, ch_inv, codes)
     assert len(set(base.tolist())) < 8
     victim = int(np.flatnonzero(base == base[0])[1])  # a file sharing file 0's signature
@@ -298,7 +297,7 @@ def test_file_signatures_split_on_every_token_input(tree) -> None:
     comp[row] = "ZSTD_TEST"
     changed = RawChunk(raw.files, parts.set_column(parts.schema.get_field_index("compression"), "compression",
                                                    pa.array(comp, pa.string())), raw.channels, raw.attributes,
-                       raw.errors)
+                       raw.values, raw.errors)
     _, after = file_signatures(changed, ch_inv, codes)
     assert after[victim] != after[0] and np.array_equal(np.delete(after, victim) == after[0],
                                                         np.delete(base, victim) == base[0])

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from .. import __version__
 from ..catalog.base import IngestBatch
 from ..catalog.schema import (
+    ATTRIBUTE_VALUES,
     CRAWL_ERRORS,
     FILES,
     FINGERPRINT_KEY,
@@ -24,11 +25,9 @@ from ..catalog.schema import (
     KEYED,
     SCHEMA_VERSION,
     TS,
-    VALUE_INDEX,
     fingerprint_keys,
     vector_array,
 )
-from ..columnar import dedupe_values
 from ..embed import embed_distinct
 from ..payload import FRAME_PATTERN
 from .columns import RawChunk
@@ -77,8 +76,7 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
     distinct channel fingerprint once."""
     files = raw.files
     n = files.num_rows
-    value_index, values = dedupe_values(raw.attributes)
-    file_inverse, file_vecs, inverse, distinct = embed_distinct(raw, (value_index, values))
+    file_inverse, file_vecs, inverse, distinct = embed_distinct(raw)
     path = files["file_path"]
     frame = pc.struct_field(pc.extract_regex(path, FRAME_PATTERN), "frame")
     frame = pc.if_else(pc.equal(frame, ""), pa.scalar(None, pa.string()), frame).cast(pa.int64())
@@ -98,10 +96,11 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
                                         schema=FINGERPRINTS)
     ch = raw.channels
     channels = ch.select(KEYED["channels"].names[:-1]).append_column(FINGERPRINT_KEY, pa.array(keys[inverse]))
-    attrs = raw.attributes.select(KEYED["attributes"].names[:-1]).append_column(VALUE_INDEX, value_index)
-    tables = {"parts": raw.parts.select(KEYED["parts"].names), "channels": channels, "attributes": attrs}
+    tables = {"parts": raw.parts.select(KEYED["parts"].names), "channels": channels, "attributes": raw.attributes}
     tables = {name: t.cast(KEYED[name]) for name, t in tables.items()}
-    tables.update(fingerprints=fingerprints, attribute_values=values)
+    # from_arrays, not cast: a null where the schema forbids one stays for the backend to refuse
+    tables.update(fingerprints=fingerprints,
+                  attribute_values=pa.Table.from_arrays(raw.values.columns, schema=ATTRIBUTE_VALUES))
 
     err = _vanished(raw.errors)
     m = err.num_rows

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
+from ..columnar import dedupe_values
 from ..exr import ExrError, read_header
 from ..exr.constants import DEEP_PART_TYPES, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_ITEMS, ENUM_TYPES, TILED_PART_TYPES
 from ..exr.reader import _core, use_native
@@ -52,10 +54,11 @@ RAW_SCHEMAS = {
         ("layer_name", pa.string()), ("component_name", pa.string()), ("channel_type", pa.string()),
         ("x_sampling", pa.int32()), ("y_sampling", pa.int32()), ("p_linear", pa.bool_()),
     ]),
-    "attributes": pa.schema([
-        ("file_index", pa.int32()), ("part_index", pa.int32()), ("attr_name", pa.string()),
-        ("attr_type", pa.string()), ("value_json", pa.string()), ("value_text", pa.string()),
-        ("value_int", pa.int64()), ("value_float", pa.float64()),
+    # An attribute row names its (name, value) by value_index into the chunk's distinct ones.
+    "attributes": pa.schema([("file_index", pa.int32()), ("part_index", pa.int32()), ("value_index", pa.int32())]),
+    "values": pa.schema([
+        ("attr_name", pa.string()), ("attr_type", pa.string()), ("value_json", pa.string()),
+        ("value_text", pa.string()), ("value_int", pa.int64()), ("value_float", pa.float64()),
     ]),
     "errors": pa.schema([
         ("path", pa.string()), ("error_code", pa.string()), ("message", pa.string()),
@@ -64,17 +67,29 @@ RAW_SCHEMAS = {
 }
 
 
+_ATTRIBUTE_ROWS = pa.schema([RAW_SCHEMAS["attributes"].field(0), RAW_SCHEMAS["attributes"].field(1),
+                             *RAW_SCHEMAS["values"]])
+
+
 @dataclass
 class RawChunk:
     files: pa.Table
     parts: pa.Table
     channels: pa.Table
-    attributes: pa.Table
+    attributes: pa.Table  # (file_index, part_index, value_index)
+    values: pa.Table  # each distinct (attr_name, attr_type, value_json) once, in order of first appearance
     errors: pa.Table
 
     def tables(self) -> dict[str, pa.Table]:
         return {"files": self.files, "parts": self.parts, "channels": self.channels,
-                "attributes": self.attributes, "errors": self.errors}
+                "attributes": self.attributes, "values": self.values, "errors": self.errors}
+
+    def attribute_rows(self) -> pa.Table:
+        """One row per attribute with its name and value columns (what the value index stands for)."""
+        a = self.attributes
+        v = self.values.take(a["value_index"])
+        return pa.Table.from_arrays([a["file_index"], a["part_index"], *v.columns],
+                                    names=["file_index", "part_index", *v.column_names])
 
 
 def hash128(data: bytes) -> str:
@@ -188,11 +203,18 @@ def scan_chunk(
     if not use_native(native):
         return scan_chunk_reference(paths, max_header_bytes=max_header_bytes, max_items=max_items)
     out = _core.scan_chunk(list(paths), max_header_bytes, max_items)
-    tables = {k: _from_native(out[k], RAW_SCHEMAS[k]) for k in ("files", "parts", "channels", "attributes")}
+    tables = {k: _from_native(out[k], RAW_SCHEMAS[k]) for k in ("files", "parts", "channels", "attributes", "values")}
     errors = pa.Table.from_pylist(
         [dict(zip(RAW_SCHEMAS["errors"].names, row, strict=True)) for row in out["errors"]],
         schema=RAW_SCHEMAS["errors"],
     )
+    # The scanner keys values by their bytes; two byte strings can have one canonical JSON
+    # (NaN payloads, chlist padding): merge those, as the reference (keyed by JSON) does.
+    remap, values = dedupe_values(tables["values"])
+    attrs = tables["attributes"]
+    if values.num_rows < tables["values"].num_rows:
+        attrs = attrs.set_column(2, RAW_SCHEMAS["attributes"].field(2), pc.take(remap, attrs["value_index"]))
+    tables.update(attributes=attrs, values=values.cast(RAW_SCHEMAS["values"]))
     return RawChunk(errors=errors, **tables)
 
 
@@ -238,4 +260,8 @@ def scan_chunk_reference(
                     "value_json": orjson.dumps(a["value"], option=orjson.OPT_SORT_KEYS).decode(),
                     "value_text": text, "value_int": ival, "value_float": fval,
                 })
-    return RawChunk(**{k: pa.Table.from_pylist(v, schema=RAW_SCHEMAS[k]) for k, v in rows.items()})
+    full = pa.Table.from_pylist(rows.pop("attributes"), schema=_ATTRIBUTE_ROWS)
+    index, values = dedupe_values(full.select(RAW_SCHEMAS["values"].names))
+    attributes = pa.Table.from_arrays([full["file_index"], full["part_index"], index], schema=RAW_SCHEMAS["attributes"])
+    return RawChunk(attributes=attributes, values=values.cast(RAW_SCHEMAS["values"]),
+                    **{k: pa.Table.from_pylist(v, schema=RAW_SCHEMAS[k]) for k, v in rows.items() if k != "values"})

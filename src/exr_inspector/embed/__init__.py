@@ -13,7 +13,6 @@ import numpy as np
 import pyarrow as pa
 
 from ..catalog.schema import EMBEDDING_DIM, FINGERPRINT_DIM
-from ..columnar import dedupe_values
 from ..crawl.columns import RawChunk
 from .features import attribute_codes, channel_signatures, channel_token_ids, file_signatures, file_token_ids
 from .kernels import hash_strings, scatter_rows
@@ -37,7 +36,7 @@ def embed_channels_distinct(raw: RawChunk, dim: int = FINGERPRINT_DIM) -> tuple[
     """(inverse int64[n_channels], float32[k, dim]): ``embed_channels(raw)`` equals ``rows[inverse]``,
     computed once per distinct channel signature instead of once per channel."""
     first, inverse = channel_signatures(raw)
-    sub = RawChunk(raw.files, raw.parts, raw.channels.take(pa.array(first)), raw.attributes, raw.errors)
+    sub = RawChunk(raw.files, raw.parts, raw.channels.take(pa.array(first)), raw.attributes, raw.values, raw.errors)
     return inverse, embed_channels(sub, dim)
 
 
@@ -56,20 +55,17 @@ def _files_subset(raw: RawChunk, keep: np.ndarray) -> RawChunk:
     files = raw.files.take(pa.array(keep))
     files = files.set_column(files.schema.get_field_index("file_index"), files.schema.field("file_index"),
                              pa.array(np.arange(len(keep), dtype=np.int32)))
-    return RawChunk(files, rows(raw.parts), rows(raw.channels), rows(raw.attributes), raw.errors)
+    return RawChunk(files, rows(raw.parts), rows(raw.channels), rows(raw.attributes), raw.values, raw.errors)
 
 
-def embed_distinct(raw: RawChunk, values: tuple[pa.Array, pa.Table] | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def embed_distinct(raw: RawChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(file inverse, file vectors, channel inverse, channel fingerprints): ``embed_chunk(raw)``
     equals ``(files[file_inverse], channels[channel_inverse])``, each vector computed once per
-    distinct signature (the frames of a sequence share one). ``values``: the chunk's
-    ``dedupe_values(raw.attributes)`` if the caller has it already."""
+    distinct signature (the frames of a sequence share one)."""
     first, ch_inverse = channel_signatures(raw)
-    sub = RawChunk(raw.files, raw.parts, raw.channels.take(pa.array(first)), raw.attributes, raw.errors)
+    sub = RawChunk(raw.files, raw.parts, raw.channels.take(pa.array(first)), raw.attributes, raw.values, raw.errors)
     fingerprints = embed_channels(sub)
-    value_index, table = values if values is not None else dedupe_values(raw.attributes)
-    attr_codes = attribute_codes(value_index.to_numpy(zero_copy_only=False), table)
+    attr_codes = attribute_codes(raw.attributes["value_index"].to_numpy(), raw.values)
     reps, f_inverse = file_signatures(raw, ch_inverse, attr_codes)
     return f_inverse, embed_files(_files_subset(raw, reps)), ch_inverse, fingerprints
 

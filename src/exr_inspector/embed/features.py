@@ -174,7 +174,7 @@ def file_tokens(raw: RawChunk) -> Tokens:
 
 def file_token_ids(raw: RawChunk) -> TokenIds:
     """``file_tokens`` as ids into a dictionary of the chunk's distinct tokens."""
-    ch, parts, attrs = raw.channels, raw.parts, raw.attributes
+    ch, parts, attrs = raw.channels, raw.parts, raw.attribute_rows()
     sub = _where(ch, pc.or_(pc.not_equal(ch["x_sampling"], 1), pc.not_equal(ch["y_sampling"], 1)))
     tiled = _where(parts, parts["is_tiled"])
     deep = _where(parts, parts["is_deep"])
@@ -300,8 +300,8 @@ def _dense(cols: list) -> np.ndarray:
 def attribute_codes(value_index: np.ndarray, values: pa.Table) -> np.ndarray:
     """Per attribute row: its name, or its whole value where ``file_token_ids`` makes a token of it.
 
-    From the batch's deduplicated values (``columnar.dedupe_values``): work per distinct value, then
-    one take per row.
+    From the chunk's distinct values (``RawChunk.values``): work per distinct value, then one
+    take per row.
     """
     names = values["attr_name"]
     valued = pc.fill_null(pc.is_in(names, value_set=pa.array(
