@@ -19,7 +19,6 @@ import multiprocessing as mp
 import os
 import signal
 import tempfile
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -160,8 +159,8 @@ class ReaderPool:
         warm_up()
         freeze_heap()
         ex = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_worker_init, initargs=(os.getpid(),))
-        for f in [ex.submit(time.sleep, 0.05) for _ in range(self.workers)]:
-            f.result()
+        # With fork, the first submit starts every worker at once (synchronously): no need to wait.
+        ex.submit(int).result()
         return ex
 
     def close(self) -> None:
