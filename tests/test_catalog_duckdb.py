@@ -279,8 +279,8 @@ def test_stored_layout_keeps_each_value_once_and_prune_collects_orphans(db_path)
 
     def stored(cat):
         return {t: cat.query(f"SELECT count(*) FROM {t}").column(0)[0].as_py()
-                for t in ("attribute_rows", "attribute_values", "channel_rows", "channel_fingerprints",
-                          "file_embeddings")}
+                for t in ("attribute_rows", "attribute_values", "channel_rows", "channel_defs",
+                          "channel_fingerprints", "file_embeddings")}
 
     with DuckDBCatalog(str(db_path)) as cat:
         batch = make_batch(paths, n_parts=2, n_channels=4, n_attrs=6)
@@ -299,5 +299,6 @@ def test_stored_layout_keeps_each_value_once_and_prune_collects_orphans(db_path)
         after = stored(cat)
         assert after["attribute_values"] == 6 and after["channel_fingerprints"] == got["channel_fingerprints"]
         assert after["file_embeddings"] == 5 and cat.get_embedding(paths[0]) is not None
+        assert after["channel_defs"] == got["channel_defs"] == got["channel_fingerprints"] == 40
         assert cat.search(cat.get_embedding(paths[0]), k=1)["file_path"].to_pylist() == [paths[0]]
         assert after["attribute_rows"] == got["attribute_rows"] and cat.count("attributes") == 60

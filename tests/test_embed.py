@@ -268,6 +268,10 @@ def test_fingerprints_once_per_signature_equal_every_channel_embedded(tree, whol
     for name in ("attr_name", "attr_type", "value_json", "value_text", "value_int", "value_float"):
         assert attrs[name].combine_chunks().equals(rows[name].combine_chunks()), name
     assert batch.values.num_rows < raw.attributes.num_rows / 2
+    assert batch.channel_defs.num_rows == len(distinct) < raw.channels.num_rows / 4
+    for name in ("channel_name", "layer_name", "component_name", "channel_type", "x_sampling", "y_sampling",
+                 "p_linear"):
+        assert batch.channels[name].combine_chunks().equals(raw.channels[name].combine_chunks()), name
 
 
 def test_embed_distinct_equals_embedding_every_row(tree, whole) -> None:

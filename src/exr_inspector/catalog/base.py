@@ -24,14 +24,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..columnar import dedupe_values
+from ..columnar import dedupe_rows, dedupe_values
 from .schema import (
-    ATTRIBUTE_VALUES,
+    CHANNEL_COLUMNS,
+    CHANNEL_DEFS,
+    CHANNEL_INDEX,
     CHILD_TABLES,
     FILES,
     FINGERPRINT_KEY,
     FINGERPRINTS,
     KEYED,
+    SHARED_SCHEMAS,
     TABLES,
     VALUE_COLUMNS,
     VALUE_INDEX,
@@ -89,10 +92,12 @@ class IngestBatch:
             validate_batch(name, table)
         fingerprints, keyed_channels = _key_fingerprints(channels)
         value_index, values = dedupe_values(attributes)
+        channel_index, defs = dedupe_rows(keyed_channels, CHANNEL_COLUMNS, CHANNEL_DEFS)
         keyed_attrs = attributes.drop_columns(list(VALUE_COLUMNS)).append_column(VALUE_INDEX, value_index)
+        keyed_channels = keyed_channels.drop_columns(list(CHANNEL_COLUMNS)).append_column(CHANNEL_INDEX, channel_index)
         self._set(files, {"parts": _keyed(parts, files, "parts"), "channels": _keyed(keyed_channels, files, "channels"),
                           "attributes": _keyed(keyed_attrs, files, "attributes"), "fingerprints": fingerprints,
-                          "attribute_values": values}, errors, now)
+                          "attribute_values": values, "channel_defs": defs}, errors, now)
         self._logical.update(given)
 
     @classmethod
@@ -109,6 +114,7 @@ class IngestBatch:
         self.children = {n: tables[n] for n in CHILD_TABLES}  # name -> keyed table (schema.KEYED)
         self.fingerprints = tables["fingerprints"]
         self.values = tables["attribute_values"]
+        self.channel_defs = tables["channel_defs"]
         self.errors = errors  # crawl_errors rows
         self.now = now or _now()
         self._logical: dict[str, pa.Table] = {}
@@ -126,7 +132,7 @@ class IngestBatch:
     def keyed_tables(self) -> dict[str, pa.Table]:
         """Every table of the batch as it travels (what a reader ships, what DuckDB writes)."""
         return {"files": self.files, **self.children, "fingerprints": self.fingerprints,
-                "attribute_values": self.values, "crawl_errors": self.errors}
+                "attribute_values": self.values, "channel_defs": self.channel_defs, "crawl_errors": self.errors}
 
     def tables(self) -> dict[str, pa.Table]:
         """Every table in its catalog schema."""
@@ -155,14 +161,15 @@ class IngestBatch:
                 raise CatalogError(f"upsert refused: batch for table {name!r} does not match its schema:\n"
                                    f"{table.schema}\nexpected:\n{KEYED_SCHEMAS[name]}")
         refs = [(name, "file_index", self.files.num_rows) for name in CHILD_TABLES]
-        for name, column, n in [*refs, ("attributes", "value_index", self.values.num_rows)]:
+        for name, column, n in [*refs, ("attributes", "value_index", self.values.num_rows),
+                                ("channels", "channel_index", self.channel_defs.num_rows)]:
             idx = self.children[name][column]
             if idx.null_count or (len(idx) and (pc.min(idx).as_py() < 0 or pc.max(idx).as_py() >= n)):
                 raise CatalogError(f"upsert refused: {name} rows name a {column} outside the batch's {n} rows")
-        keys = self.children["channels"]["fingerprint_key"]
+        keys = self.channel_defs["fingerprint_key"]
         if keys.null_count < len(keys) and not pc.all(pc.is_in(keys.drop_null(), value_set=self.fingerprints[
                 "fingerprint_key"].combine_chunks())).as_py():
-            raise CatalogError("upsert refused: channels rows name a fingerprint_key the batch does not carry")
+            raise CatalogError("upsert refused: channel_defs name a fingerprint_key the batch does not carry")
         keys = self.files.column("file_path_normalized").combine_chunks()
         if pc.count_distinct(keys, mode="all").as_py() != len(keys):
             counts = pc.value_counts(keys)
@@ -175,20 +182,26 @@ class IngestBatch:
 
     @classmethod
     def concat(cls, batches: Sequence[IngestBatch]) -> IngestBatch:
-        """One batch from many: file_index and value_index shift by the rows before them."""
+        """One batch from many: file_index, value_index and channel_index shift by the rows before them."""
         parts: dict[str, list[pa.Table]] = {n: [] for n in CHILD_TABLES}
-        files = values = 0
+        files = values = defs = 0
         for b in batches:
             for name, t in b.children.items():
                 t = _shift(t, "file_index", files)
-                parts[name].append(_shift(t, "value_index", values) if name == "attributes" else t)
+                if name == "attributes":
+                    t = _shift(t, "value_index", values)
+                if name == "channels":
+                    t = _shift(t, "channel_index", defs)
+                parts[name].append(t)
             files += b.num_files
             values += b.values.num_rows
+            defs += b.channel_defs.num_rows
         fps = pa.concat_tables([b.fingerprints for b in batches])
         _, first = np.unique(fps["fingerprint_key"].to_numpy(), return_index=True)
         tables = {n: pa.concat_tables(ts) for n, ts in parts.items()}
         tables["fingerprints"] = fps.take(np.sort(first))
         tables["attribute_values"] = pa.concat_tables([b.values for b in batches])
+        tables["channel_defs"] = pa.concat_tables([b.channel_defs for b in batches])
         return cls.keyed(pa.concat_tables([b.files for b in batches]), tables,
                          pa.concat_tables([b.errors for b in batches]), max(b.now for b in batches))
 
@@ -198,8 +211,8 @@ class IngestBatch:
                          TABLES["crawl_errors"].empty_table())
 
 
-KEYED_TABLES = (*CHILD_TABLES, "fingerprints", "attribute_values")
-KEYED_SCHEMAS = {"files": FILES, **KEYED, "fingerprints": FINGERPRINTS, "attribute_values": ATTRIBUTE_VALUES,
+KEYED_TABLES = (*CHILD_TABLES, "fingerprints", "attribute_values", "channel_defs")
+KEYED_SCHEMAS = {"files": FILES, **KEYED, "fingerprints": FINGERPRINTS, **SHARED_SCHEMAS,
                  "crawl_errors": TABLES["crawl_errors"]}
 
 
@@ -231,7 +244,9 @@ def _expand(name: str, keyed: pa.Table, batch: IngestBatch) -> pa.Table:
     idx = keyed["file_index"]
     cols = {"file_id": pc.take(batch.files["file_id"], idx), "file_path": pc.take(batch.files["file_path"], idx)}
     if name == "channels":
-        pos = pc.index_in(keyed["fingerprint_key"], value_set=batch.fingerprints["fingerprint_key"].combine_chunks())
+        defs = batch.channel_defs.take(keyed["channel_index"])
+        cols.update({c: defs[c] for c in CHANNEL_COLUMNS})
+        pos = pc.index_in(defs["fingerprint_key"], value_set=batch.fingerprints["fingerprint_key"].combine_chunks())
         cols["channel_fingerprint"] = pc.take(batch.fingerprints["channel_fingerprint"], pos)
     if name == "attributes":
         values = batch.values.take(keyed["value_index"])

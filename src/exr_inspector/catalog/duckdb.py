@@ -31,14 +31,13 @@ import pyarrow.compute as pc
 
 from .base import LOOKUP_COLUMNS, LOOKUP_SCHEMA, Catalog, CatalogError, IngestBatch, UpsertStats, naive_utc, run_origin
 from .schema import (
-    ATTRIBUTE_VALUES,
     EMBEDDING_DIM,
     FILES,
-    FINGERPRINT_KEY,
     FINGERPRINTS,
     SCHEMA_VERSION,
+    SHARED,
+    SHARED_SCHEMAS,
     TABLES,
-    VALUE_COLUMNS,
     fingerprint_keys,
     key_vectors,
 )
@@ -105,17 +104,24 @@ FILE_KEY = pa.field("file_key", pa.int64(), nullable=False)
 FILES_STORED = pa.schema([EMBEDDING_KEY if f.name == "metadata_embedding" else f for f in FILES] + [FILE_KEY])
 
 
+# Attributes and channels keep a key into a table of their distinct values (schema.SHARED):
+# child table -> (stored table of distinct rows, its key column).
+SHARED_TABLES = {"attributes": ("attribute_values", pa.field("value_key", pa.int64(), nullable=False)),
+                 "channels": ("channel_defs", pa.field("channel_key", pa.int64(), nullable=False))}
+
+
+def shared_schema(name: str) -> pa.Schema:
+    """The stored table of child table ``name``'s distinct values: its key, then the columns."""
+    table, key = SHARED_TABLES[name]
+    return pa.schema([key, *SHARED_SCHEMAS[table]])
+
+
 def stored_schema(name: str) -> pa.Schema:
     """What a child table stores: its Arrow schema keyed by file_key instead of file_id and
-    file_path, fingerprints and attribute values by key."""
-    fields = [FINGERPRINT_KEY if f.name == "channel_fingerprint" else f for f in TABLES[name]
-              if f.name not in ("file_id", "file_path") and not (name == "attributes" and f.name in VALUE_COLUMNS)]
-    return pa.schema([FILE_KEY, *fields] + ([VALUE_KEY] if name == "attributes" else []))
-
-
-VALUE_KEY = pa.field("value_key", pa.int64(), nullable=False)
-VALUES_TABLE = "attribute_values"
-VALUES_SCHEMA = pa.schema([VALUE_KEY, *ATTRIBUTE_VALUES])
+    file_path, attribute values and channel definitions by key."""
+    shared = SHARED[name][0] if name in SHARED else ()
+    fields = [f for f in TABLES[name] if f.name not in ("file_id", "file_path", "channel_fingerprint", *shared)]
+    return pa.schema([FILE_KEY, *fields] + ([SHARED_TABLES[name][1]] if name in SHARED_TABLES else []))
 
 
 def files_view() -> str:
@@ -126,21 +132,23 @@ def files_view() -> str:
 
 def view_for(name: str) -> str:
     """The view presenting child table ``name`` in its Arrow schema (column order included)."""
+    shared = SHARED[name][0] if name in SHARED else ()
     cols = []
     for f in TABLES[name]:
         if f.name in ("file_id", "file_path"):
             cols.append(f"f.{f.name}")
         elif f.name == "channel_fingerprint":
             cols.append("fp.channel_fingerprint")
-        elif name == "attributes" and f.name in VALUE_COLUMNS:
+        elif f.name in shared:
             cols.append(f"v.{_q(f.name)}")
         else:
             cols.append(f"r.{_q(f.name)}")
     joins = f"JOIN {FILES_TABLE} f ON f.file_key = r.file_key"
+    if name in SHARED_TABLES:
+        table, key = SHARED_TABLES[name]
+        joins += f" JOIN {table} v ON v.{key.name} = r.{key.name}"
     if name == "channels":
-        joins += f" LEFT JOIN {FINGERPRINT_TABLE} fp ON fp.fingerprint_key = r.fingerprint_key"
-    if name == "attributes":
-        joins += f" JOIN {VALUES_TABLE} v ON v.value_key = r.value_key"
+        joins += f" LEFT JOIN {FINGERPRINT_TABLE} fp ON fp.fingerprint_key = v.fingerprint_key"
     return f"CREATE OR REPLACE VIEW {_q(name)} AS SELECT {', '.join(cols)} FROM {_q(STORED[name])} r {joins}"
 
 
@@ -285,7 +293,8 @@ class DuckDBCatalog(Catalog):
                 con.execute(ddl_for(STORED[name], stored_schema(name)))
             con.execute(ddl_for(FILES_TABLE, FILES_STORED))
             con.execute(ddl_for(FINGERPRINT_TABLE, FINGERPRINTS))
-            con.execute(ddl_for(VALUES_TABLE, VALUES_SCHEMA))
+            for name, (table, _) in SHARED_TABLES.items():
+                con.execute(ddl_for(table, shared_schema(name)))
             con.execute(ddl_for(EMBEDDINGS_TABLE, EMBEDDINGS_SCHEMA))
             if stored is not None and stored < 3:
                 self._move_to_stored_layout(con)
@@ -351,16 +360,23 @@ class DuckDBCatalog(Catalog):
         con.register("_fp_map", pa.Table.from_arrays([pa.array(keys), fps], schema=FINGERPRINTS))
         try:
             con.execute(f"INSERT INTO {FINGERPRINT_TABLE} SELECT DISTINCT ON (fingerprint_key) * FROM _fp_map")
-            con.execute(f"""INSERT INTO {VALUES_TABLE} SELECT (row_number() OVER ()) - 1, * FROM
-                            (SELECT DISTINCT {', '.join(VALUE_COLUMNS)} FROM attributes)""")
-            same_value = " AND ".join(f"v.{c} IS NOT DISTINCT FROM r.{c}" for c in VALUE_COLUMNS)
+            # Channels with their fingerprint's key, as a view the moves below read.
+            con.execute("CREATE TEMP VIEW _channels_keyed AS SELECT c.*, m.fingerprint_key FROM channels c "
+                        "LEFT JOIN _fp_map m ON m.channel_fingerprint = c.channel_fingerprint")
+            sources = {"parts": "parts", "channels": "_channels_keyed", "attributes": "attributes"}
             for name, table in STORED.items():
-                cols = ", ".join({"fingerprint_key": "m.fingerprint_key", "value_key": "v.value_key",
-                                  "file_key": "f.file_key"}.get(c, f"r.{_q(c)}") for c in stored_schema(name).names)
-                join = f" JOIN {FILES_TABLE} f ON f.file_id = r.file_id" + {
-                    "channels": " LEFT JOIN _fp_map m ON m.channel_fingerprint = r.channel_fingerprint",
-                    "attributes": f" JOIN {VALUES_TABLE} v ON {same_value}"}.get(name, "")
-                con.execute(f"INSERT INTO {_q(table)} SELECT {cols} FROM {_q(name)} r{join}")
+                cols = ["f.file_key"] + [f"r.{_q(c)}" for c in stored_schema(name).names[1:]]
+                join = f" JOIN {FILES_TABLE} f ON f.file_id = r.file_id"
+                if name in SHARED_TABLES:
+                    shared, key = SHARED_TABLES[name]
+                    names = SHARED_SCHEMAS[shared].names
+                    con.execute(f"""INSERT INTO {shared} SELECT (row_number() OVER ()) - 1, * FROM
+                                    (SELECT DISTINCT {', '.join(names)} FROM {sources[name]})""")
+                    cols[-1] = f"v.{key.name}"
+                    join += f" JOIN {shared} v ON " + " AND ".join(f"v.{c} IS NOT DISTINCT FROM r.{c}" for c in names)
+                con.execute(f"INSERT INTO {_q(table)} SELECT {', '.join(cols)} FROM {sources[name]} r{join}")
+            con.execute("DROP VIEW _channels_keyed")
+            for name in STORED:
                 con.execute(f"DROP TABLE {_q(name)}")
         finally:
             con.unregister("_fp_map")
@@ -384,7 +400,8 @@ class DuckDBCatalog(Catalog):
         con = self.con
         total = UpsertStats()
         with self._transaction("upsert"):
-            self._next_value_key = _scalar(con, f"SELECT coalesce(max(value_key) + 1, 0) FROM {VALUES_TABLE}")
+            self._next_key = {name: _scalar(con, f"SELECT coalesce(max({key.name}) + 1, 0) FROM {table}")
+                              for name, (table, key) in SHARED_TABLES.items()}
             self._next_file_key = _scalar(con, f"SELECT coalesce(max(file_key) + 1, 0) FROM {FILES_TABLE}")
             for batch in batches:
                 batch.checked_keys()
@@ -469,30 +486,35 @@ class DuckDBCatalog(Catalog):
         They go in through relations, not registered views: DuckDB holds a registered
         table until the transaction ends, which kept every chunk of a 10,000-file
         transaction in memory (measured: 125 MB of spool mappings in a crawl's writer).
-        Attribute value i of the batch gets key ``base + i``, after the largest stored
-        key; a batch's unchanged files (same header) write nothing, their values included.
+        Row i of a shared table (attribute values, channel definitions) gets key
+        ``base + i``, after the largest stored key; a batch's unchanged files (same
+        header) write nothing, their shared rows included.
         """
         keyed = dict(batch.children)
-        values = batch.values
-        base = self._next_value_key
-        self._next_value_key += values.num_rows
-        keys = pa.array(np.arange(base, base + values.num_rows, dtype=np.int64))
         if some_unchanged:
             written = con.sql("SELECT new_id FROM _upsert_keys WHERE action <> 'same'").to_arrow_table()["new_id"]
             write = pc.is_in(batch.files["file_id"], value_set=written.combine_chunks())
             keyed = {name: t.filter(pc.take(write, t["file_index"])) for name, t in keyed.items()}
-            used = np.zeros(values.num_rows, bool)
-            used[keyed["attributes"]["value_index"].to_numpy()] = True
-            values, keys = values.filter(used), keys.filter(pa.array(used))
-        if values.num_rows:
-            con.from_arrow(pa.Table.from_arrays([keys, *values.columns], schema=VALUES_SCHEMA)).insert_into(VALUES_TABLE)
+        shared = {"attributes": batch.values, "channels": batch.channel_defs}
+        bases = {}
+        for name, (table, _) in SHARED_TABLES.items():
+            rows, index = shared[name], SHARED[name][2].name
+            bases[name] = base = self._next_key[name]
+            self._next_key[name] += rows.num_rows
+            keys = pa.array(np.arange(base, base + rows.num_rows, dtype=np.int64))
+            if some_unchanged:
+                used = np.zeros(rows.num_rows, bool)
+                used[keyed[name][index].to_numpy()] = True
+                rows, keys = rows.filter(used), keys.filter(pa.array(used))
+            if rows.num_rows:
+                con.from_arrow(pa.Table.from_arrays([keys, *rows.columns], schema=shared_schema(name))).insert_into(table)
         for name, table in STORED.items():
             t = keyed[name]
             if not t.num_rows:
                 continue
             cols = [pc.add(pc.cast(t["file_index"], pa.int64()), pa.scalar(self._file_base, pa.int64())), *t.columns[1:]]
-            if name == "attributes":
-                cols[-1] = pc.add(pc.cast(t["value_index"], pa.int64()), pa.scalar(base, pa.int64()))
+            if name in SHARED_TABLES:  # the index into the batch's shared rows -> the stored key
+                cols[-1] = pc.add(pc.cast(cols[-1], pa.int64()), pa.scalar(bases[name], pa.int64()))
             con.from_arrow(pa.Table.from_arrays(cols, schema=stored_schema(name))).insert_into(table)
 
     def start_run(self, run_id: str, roots: Sequence[str], started_at: dt.datetime) -> None:
@@ -602,9 +624,10 @@ class DuckDBCatalog(Catalog):
             n = _scalar(con, f"DELETE FROM file_rows WHERE file_key IN ({gone})", params)
             con.execute(f"""DELETE FROM {EMBEDDINGS_TABLE} WHERE embedding_key NOT IN
                             (SELECT embedding_key FROM {FILES_TABLE} WHERE embedding_key IS NOT NULL)""")
+            for name, (table, key) in SHARED_TABLES.items():
+                con.execute(f"DELETE FROM {table} WHERE {key.name} NOT IN (SELECT {key.name} FROM {STORED[name]})")
             con.execute(f"""DELETE FROM {FINGERPRINT_TABLE} WHERE fingerprint_key NOT IN
-                            (SELECT fingerprint_key FROM {STORED['channels']} WHERE fingerprint_key IS NOT NULL)""")
-            con.execute(f"DELETE FROM {VALUES_TABLE} WHERE value_key NOT IN (SELECT value_key FROM {STORED['attributes']})")
+                            (SELECT fingerprint_key FROM channel_defs WHERE fingerprint_key IS NOT NULL)""")
             return n
 
     def runs(self, status: str | None = None) -> pa.Table:

@@ -174,18 +174,27 @@ FINGERPRINT_KEY = pa.field("fingerprint_key", pa.int64())
 # the frames of a sequence repeat nearly every attribute, so a chunk has ~5% distinct ones.
 VALUE_COLUMNS = ("attr_name", "attr_type", "value_json", "value_text", "value_int", "value_float")
 VALUE_INDEX = pa.field("value_index", pa.int32(), nullable=False)
+# Likewise a channel's definition (``channel_defs``): every frame repeats its layout's channels.
+CHANNEL_COLUMNS = ("channel_name", "layer_name", "component_name", "channel_type", "x_sampling", "y_sampling",
+                   "p_linear", "fingerprint_key")
+CHANNEL_INDEX = pa.field("channel_index", pa.int32(), nullable=False)
+# child table -> (the columns it holds once per distinct row, that table, the index naming a row of it)
+SHARED = {"attributes": (VALUE_COLUMNS, "attribute_values", VALUE_INDEX),
+          "channels": (CHANNEL_COLUMNS, "channel_defs", CHANNEL_INDEX)}
 
 
 def keyed_schema(name: str) -> pa.Schema:
-    """A child table as it travels in a batch: ``file_index`` first, fingerprints by key,
-    attribute values by ``value_index`` (their row in ``attribute_values``)."""
-    drop = ("file_id", "file_path") + (VALUE_COLUMNS if name == "attributes" else ())
-    rest = [FINGERPRINT_KEY if f.name == "channel_fingerprint" else f for f in TABLES[name] if f.name not in drop]
-    return pa.schema([FILE_INDEX, *rest, *([VALUE_INDEX] if name == "attributes" else [])])
+    """A child table as it travels in a batch: ``file_index`` first, and for attributes and
+    channels an index into the batch's table of their distinct values (``SHARED``)."""
+    shared, _, index = SHARED.get(name, ((), None, None))
+    rest = [f for f in TABLES[name] if f.name not in ("file_id", "file_path", "channel_fingerprint", *shared)]
+    return pa.schema([FILE_INDEX, *rest, *([index] if index else [])])
 
 
 KEYED = {name: keyed_schema(name) for name in CHILD_TABLES}
 ATTRIBUTE_VALUES = pa.schema([ATTRIBUTES.field(c) for c in VALUE_COLUMNS])
+CHANNEL_DEFS = pa.schema([FINGERPRINT_KEY if c == "fingerprint_key" else CHANNELS.field(c) for c in CHANNEL_COLUMNS])
+SHARED_SCHEMAS = {"attribute_values": ATTRIBUTE_VALUES, "channel_defs": CHANNEL_DEFS}
 
 
 def key_vectors(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.FixedSizeListArray, np.ndarray]:

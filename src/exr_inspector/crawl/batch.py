@@ -18,9 +18,11 @@ from .. import __version__
 from ..catalog.base import IngestBatch
 from ..catalog.schema import (
     ATTRIBUTE_VALUES,
+    CHANNEL_COLUMNS,
+    CHANNEL_DEFS,
+    CHANNEL_INDEX,
     CRAWL_ERRORS,
     FILES,
-    FINGERPRINT_KEY,
     FINGERPRINTS,
     KEYED,
     SCHEMA_VERSION,
@@ -94,12 +96,17 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
     unique_keys, first = np.unique(keys, return_index=True)
     fingerprints = pa.Table.from_arrays([pa.array(unique_keys), vector_array(distinct[first])],
                                         schema=FINGERPRINTS)
+    # One channel definition per channel signature (its first channel), fingerprint by key.
     ch = raw.channels
-    channels = ch.select(KEYED["channels"].names[:-1]).append_column(FINGERPRINT_KEY, pa.array(keys[inverse]))
+    rep = np.empty(len(distinct), np.int64)
+    rep[inverse[::-1]] = np.arange(len(inverse) - 1, -1, -1)
+    reps = ch.take(pa.array(rep))
+    defs = pa.Table.from_arrays([*(reps[c] for c in CHANNEL_COLUMNS[:-1]), pa.array(keys)], schema=CHANNEL_DEFS)
+    channels = ch.select(KEYED["channels"].names[:-1]).append_column(CHANNEL_INDEX, pa.array(inverse.astype(np.int32)))
     tables = {"parts": raw.parts.select(KEYED["parts"].names), "channels": channels, "attributes": raw.attributes}
     tables = {name: t.cast(KEYED[name]) for name, t in tables.items()}
     # from_arrays, not cast: a null where the schema forbids one stays for the backend to refuse
-    tables.update(fingerprints=fingerprints,
+    tables.update(fingerprints=fingerprints, channel_defs=defs,
                   attribute_values=pa.Table.from_arrays(raw.values.columns, schema=ATTRIBUTE_VALUES))
 
     err = _vanished(raw.errors)

@@ -67,10 +67,11 @@ def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool 
 # Results travel as Arrow IPC streams in a file on tmpfs, mapped by the parent: no pickling
 # of megabytes through a pipe, no copy on the receiving side, exact schemas kept.
 _SHM = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-_TABLES = ("files", "parts", "channels", "attributes", "fingerprints", "attribute_values", "crawl_errors")
+_TABLES = ("files", "parts", "channels", "attributes", "fingerprints", "attribute_values", "channel_defs",
+           "crawl_errors")
 # Tables left on the mapping (the bulk: the mapping goes once they are written); one buffer
 # of the others kept alive would keep the whole mapping.
-_MAPPED = ("parts", "channels", "attributes", "attribute_values")
+_MAPPED = ("parts", "channels", "attributes", "attribute_values", "channel_defs")
 
 
 def _spool_prefix(run_id: str) -> str:
