@@ -6,6 +6,7 @@
  *   parse_file(path: str | bytes | PathLike, max_header, max_items)
  *       -> (result | error tuple, size, mtime_ns, inode); the stat facts are None when open failed
  *   stat_names(directory, names) -> bytes of int64 (size, mtime_ns, inode) per name, -1s where stat failed
+ *   list_dir(directory, extensions, files, stat) -> (file names, subdirectory names, their stats as above)
  *
  * The GIL is released for all file I/O and scanning; it is taken back only to
  * build Python objects from the scanner's records.
@@ -14,6 +15,8 @@
 #include "internal_decode.h"
 #include "internal_io.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -168,7 +171,185 @@ fail:
     return out;
 }
 
+/* One directory of a walk: readdir() classifies entries by d_type (a stat only for symlinks
+ * and unknown types, following them like os.scandir's is_dir()), files whose name ends in one
+ * of the (lower-case ASCII) extensions are kept, and each kept file is fstatat()'ed if asked.
+ * All of it without the GIL; Python objects are built at the end. */
+typedef struct {
+    char *names;  /* NUL-separated */
+    size_t len, cap;
+    size_t *off;  /* per entry */
+    uint8_t *dir; /* 1 = subdirectory */
+    int64_t *st;  /* 3 per entry */
+    size_t n, ncap;
+} listing_t;
+
+static int listing_add(listing_t *l, const char *name, size_t nl, int is_dir, const struct stat *st)
+{
+    if (l->n == l->ncap) {
+        size_t nc = l->ncap ? l->ncap * 2 : 256;
+        size_t *o = realloc(l->off, nc * sizeof(*o));
+        uint8_t *d;
+        int64_t *s;
+        if (!o) return -1;
+        l->off = o;
+        d = realloc(l->dir, nc);
+        if (!d) return -1;
+        l->dir = d;
+        s = realloc(l->st, nc * 3 * sizeof(*s));
+        if (!s) return -1;
+        l->st = s;
+        l->ncap = nc;
+    }
+    if (l->len + nl + 1 > l->cap) {
+        size_t nc = l->cap ? l->cap : 4096;
+        char *p;
+        while (nc < l->len + nl + 1) nc *= 2;
+        p = realloc(l->names, nc);
+        if (!p) return -1;
+        l->names = p;
+        l->cap = nc;
+    }
+    memcpy(l->names + l->len, name, nl + 1);
+    l->off[l->n] = l->len;
+    l->len += nl + 1;
+    l->dir[l->n] = (uint8_t) is_dir;
+    if (st) {
+        l->st[3 * l->n] = (int64_t) st->st_size;
+        l->st[3 * l->n + 1] = (int64_t) st->st_mtim.tv_sec * 1000000000LL + (int64_t) st->st_mtim.tv_nsec;
+        l->st[3 * l->n + 2] = (int64_t) st->st_ino;
+    } else {
+        l->st[3 * l->n] = l->st[3 * l->n + 1] = l->st[3 * l->n + 2] = -1;
+    }
+    l->n++;
+    return 0;
+}
+
+static int ext_match(const char *name, size_t nl, const char *const *exts, const size_t *lens, int next)
+{
+    for (int k = 0; k < next; k++) {
+        size_t el = lens[k], i;
+        if (el > nl) continue;
+        for (i = 0; i < el; i++) {
+            char c = name[nl - el + i];
+            if (c >= 'A' && c <= 'Z') c = (char) (c - 'A' + 'a');
+            if (c != exts[k][i]) break;
+        }
+        if (i == el) return 1;
+    }
+    return 0;
+}
+
+static PyObject *core_list_dir(PyObject *self, PyObject *args)
+{
+    PyObject *dir, *dirb = NULL, *extseq = NULL, *files = NULL, *dirs = NULL, *stats = NULL, *out = NULL;
+    const char *exts[16];
+    size_t lens[16];
+    int next = 0, want_files, want_stat, err = 0, nomem = 0;
+    listing_t l;
+    (void) self;
+    memset(&l, 0, sizeof(l));
+    if (!PyArg_ParseTuple(args, "OOpp", &dir, &extseq, &want_files, &want_stat)) return NULL;
+    if (!PyTuple_Check(extseq) || PyTuple_GET_SIZE(extseq) > 16) {
+        PyErr_SetString(PyExc_TypeError, "list_dir: extensions must be a tuple of at most 16 bytes");
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(extseq); k++) {
+        PyObject *e = PyTuple_GET_ITEM(extseq, k);
+        if (!PyBytes_Check(e)) {
+            PyErr_SetString(PyExc_TypeError, "list_dir: extensions must be bytes");
+            return NULL;
+        }
+        exts[next] = PyBytes_AS_STRING(e);
+        lens[next++] = (size_t) PyBytes_GET_SIZE(e);
+    }
+    if (!PyUnicode_FSConverter(dir, &dirb)) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    {
+        int fd = open(PyBytes_AS_STRING(dirb), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *dp = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!dp) {
+            err = errno;
+            if (fd >= 0) close(fd);
+        } else {
+            struct dirent *de;
+            for (;;) {
+                struct stat st;
+                size_t nl;
+                int is_dir = 0, have = 0;
+                errno = 0;
+                de = readdir(dp);
+                if (!de) {
+                    err = errno;
+                    break;
+                }
+                if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]))) continue;
+                nl = strlen(de->d_name);
+                if (de->d_type == DT_DIR) is_dir = 1;
+                else if (de->d_type == DT_LNK || de->d_type == DT_UNKNOWN) {
+                    have = fstatat(fd, de->d_name, &st, 0) == 0; /* follows, like DirEntry.is_dir() */
+                    is_dir = have && S_ISDIR(st.st_mode);
+                }
+                if (!is_dir && !(want_files && ext_match(de->d_name, nl, exts, lens, next))) continue;
+                if (!is_dir && want_stat && !have) have = fstatat(fd, de->d_name, &st, 0) == 0;
+                if (listing_add(&l, de->d_name, nl, is_dir, !is_dir && want_stat && have ? &st : NULL) < 0) {
+                    nomem = 1;
+                    break;
+                }
+            }
+            closedir(dp);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (nomem) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (err) {
+        errno = err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, dir);
+        goto done;
+    }
+    files = PyList_New(0);
+    dirs = PyList_New(0);
+    if (!files || !dirs) goto done;
+    {
+        size_t nf = 0;
+        int64_t *v;
+        for (size_t i = 0; i < l.n; i++) nf += !l.dir[i];
+        stats = PyBytes_FromStringAndSize(NULL, (Py_ssize_t) (nf * 3 * sizeof(int64_t)));
+        if (!stats) goto done;
+        v = (int64_t *) PyBytes_AS_STRING(stats);
+        for (size_t i = 0; i < l.n; i++) {
+            const char *name = l.names + l.off[i];
+            PyObject *s = PyUnicode_DecodeFSDefaultAndSize(name, (Py_ssize_t) strlen(name));
+            int rc;
+            if (!s) goto done;
+            rc = PyList_Append(l.dir[i] ? dirs : files, s);
+            Py_DECREF(s);
+            if (rc < 0) goto done;
+            if (!l.dir[i]) {
+                memcpy(v, l.st + 3 * i, 3 * sizeof(int64_t));
+                v += 3;
+            }
+        }
+    }
+    out = PyTuple_Pack(3, files, dirs, stats);
+done:
+    Py_XDECREF(files);
+    Py_XDECREF(dirs);
+    Py_XDECREF(stats);
+    Py_DECREF(dirb);
+    free(l.names);
+    free(l.off);
+    free(l.dir);
+    free(l.st);
+    return out;
+}
+
 static PyMethodDef core_methods[] = {
+    {"list_dir", core_list_dir, METH_VARARGS,
+     "list_dir(directory, extensions, files, stat) -> (file names, subdirectory names, int64 stats bytes)"},
     {"stat_names", core_stat_names, METH_VARARGS,
      "stat_names(directory, names) -> bytes: int64 (size, mtime_ns, inode) per name, -1s where stat failed"},
     {"scan_chunk", core_scan_chunk, METH_VARARGS,

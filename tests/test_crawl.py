@@ -261,3 +261,39 @@ def test_stat_names_native_matches_os_stat(tmp_path, monkeypatch):
     assert native[3].tolist() == native[4].tolist() == [-1, -1, -1]
     assert walk.stat_names(str(tmp_path / "nodir"), ["a.exr"]).tolist() == [[-1, -1, -1]]
     assert walk.stat_names(str(tmp_path), []).shape == (0, 3)
+
+
+def test_native_walk_matches_the_python_walk(tmp_path, monkeypatch):
+    """The C directory listing (no --exclude) finds, orders and stats exactly what scandir does:
+    extension case, symlinked files and directories, loops, dangling links, odd names, depth, shards."""
+    from exr_inspector.crawl import walk
+
+    (tmp_path / "s" / "deep" / "er").mkdir(parents=True)
+    for rel in ("s/a.exr", "s/B.EXR", "s/c.Exr", "s/notes.txt", "s/deep/d.exr", "s/deep/er/e.exr", "top.exr",
+                "s/caf\u00e9.exr", "s/.hidden.exr", "s/x.exr.bak", "s/deep/f.tif"):
+        (tmp_path / rel).write_bytes(b"x" * len(rel))
+    (tmp_path / "s" / "link.exr").symlink_to(tmp_path / "top.exr")
+    (tmp_path / "s" / "dangling.exr").symlink_to(tmp_path / "gone.exr")
+    (tmp_path / "s" / "deep" / "dirlink").symlink_to(tmp_path / "s" / "deep" / "er")
+    (tmp_path / "s" / "deep" / "er" / "loop").symlink_to(tmp_path / "s")
+    bad = os.fsencode(str(tmp_path / "s")) + b"/bad\xff.exr"
+    with open(bad, "wb") as f:
+        f.write(b"x")
+
+    def walk_all(**kw):
+        w = walk.Walker([str(tmp_path)], chunk_size=3, extensions=(".exr", "tif"), **kw)
+        chunks = list(w.chunks())
+        return ([(c.paths, c.size, c.mtime_ns, c.inode) for c in chunks],
+                [(e.path, e.code) for e in w.errors])
+
+    for kw in ({}, {"max_depth": 1}, {"shard": (0, 2)}, {"shard": (1, 2)}):
+        native = walk_all(**kw)
+        with monkeypatch.context() as m:
+            m.setattr(walk, "_core", None)
+            python = walk_all(**kw)
+        assert native == python, kw
+    paths = [p for c in walk_all()[0] for p in c[0]]
+    names = {os.path.basename(p) for p in paths}
+    assert {"a.exr", "B.EXR", "c.Exr", "link.exr", "dangling.exr", "f.tif", "caf\u00e9.exr"} <= names
+    assert "notes.txt" not in names and "x.exr.bak" not in names
+    assert any(code == "bad_path" for _, code in walk_all()[1])

@@ -90,22 +90,20 @@ class Incremental:
                 yield parse[i:i + self.chunk_size]
 
     def _plan(self, w: WalkChunk, arr: pa.Array) -> list[str]:
-        walked = pa.table({"file_path_normalized": arr,
-                           "w_size": pa.array(w.size, pa.int64()), "w_mtime": pa.array(w.mtime_ns, pa.int64()),
-                           "w_index": pa.array(np.arange(len(w), dtype=np.int64))})
-        known = self.catalog.lookup(walked["file_path_normalized"])
+        known = self.catalog.lookup(arr)
         if known.num_rows == 0:
             return w.paths
-        j = walked.join(known.select(["file_path_normalized", "size_bytes", "mtime_ns", "missing_since"]),
-                        "file_path_normalized", join_type="left outer", use_threads=False)
-        same = pc.fill_null(pc.and_(pc.equal(j["w_size"], j["size_bytes"]), pc.equal(j["w_mtime"], j["mtime_ns"])),
+        # Each walked path's row among the known ones (null: new), by a hash lookup, in walk order.
+        pos = pc.index_in(arr, value_set=known["file_path_normalized"].combine_chunks())
+        same = pc.fill_null(pc.and_(pc.equal(pa.array(w.size, pa.int64()), pc.take(known["size_bytes"], pos)),
+                                    pc.equal(pa.array(w.mtime_ns, pa.int64()), pc.take(known["mtime_ns"], pos))),
                             False)
-        back = pc.and_(same, pc.is_valid(j["missing_since"]))
-        idx = np.sort(pc.filter(j["w_index"], pc.invert(same)).to_numpy())
+        back = pc.and_(same, pc.is_valid(pc.take(known["missing_since"], pos)))
+        idx = np.flatnonzero(~same.to_numpy(zero_copy_only=False))
         self.changes.skipped += pc.sum(same).as_py() or 0
-        returned = pc.filter(j["file_path_normalized"], back)
+        returned = pc.filter(arr, back)
         if self.touch:
-            unchanged = pc.filter(j["file_path_normalized"], same)
+            unchanged = pc.filter(arr, same)
             self.changes.touched += self.catalog.touch(unchanged, self.now) if len(unchanged) else 0
         elif len(returned):
             self.catalog.touch(returned, self.now)

@@ -124,10 +124,15 @@ class Walker:
             yield chunk.paths
 
     def chunks(self, stat: bool = True) -> Iterator[WalkChunk]:
-        """Chunks of files in walk order (depth-first by sorted directory name), each stat'ed if ``stat``."""
+        """Chunks of files in walk order (depth-first by sorted directory name), each stat'ed if ``stat``.
+
+        With the native module and no --exclude, each directory is listed, classified and
+        stat'ed in C (``_core.list_dir``); otherwise by ``os.scandir`` here."""
         chunk = WalkChunk()
         paths, sizes, mtimes, inodes = chunk.paths, chunk.size, chunk.mtime_ns, chunk.inode
-        ex, ext, chunk_size = self._exclude, self._ext, self.chunk_size
+        chunk_size = self.chunk_size
+        native = _core is not None and self._exclude is None and all(e.isascii() for e in self._ext)
+        exts = tuple(e.encode() for e in self._ext)
         seen: set[tuple[int, int]] = set()
         stack: list[tuple[str, int, int]] = []  # (directory, depth, device)
         for root in self.roots:
@@ -151,38 +156,28 @@ class Walker:
                 if self.one_file_system and st.st_dev != dev:
                     continue
                 self.dirs_seen += 1
-                with os.scandir(d) as it:
-                    entries = list(it)  # files in directory order; subdirectories are sorted below
+                mine = self.shard is None or shard_of(d, self.shard[1]) == self.shard[0]
+                if native:  # list, classify by d_type and stat in C: the hot loop of a no-op re-crawl
+                    listing = _core.list_dir(d, exts, mine, stat)
+                else:
+                    with os.scandir(d) as it:
+                        entries = list(it)  # files in directory order; subdirectories are sorted below
             except OSError as e:
                 self.errors.append(WalkError(d, "io_error", f"{d}: cannot list directory: {e.strerror}"))
                 continue
-            mine = self.shard is None or shard_of(d, self.shard[1]) == self.shard[0]
-            subdirs = []
-            names: list[str] = []
-            ascii_dir = d.isascii()
-            # The hot loop of a no-op re-crawl: list, classify by d_type, then one batch of stats.
-            for entry in entries:
-                name = entry.name
-                if ex is not None and (ex.match(entry.path) is not None or ex.match(name) is not None):
-                    continue
-                try:
-                    is_dir = entry.is_dir()  # follows symlinks; loops are cut by `seen`
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    if self.max_depth is None or depth < self.max_depth:
-                        subdirs.append(entry.path)
-                elif mine and name.lower().endswith(ext):
-                    if not (name.isascii() and ascii_dir) and not _utf8(entry.path):
-                        path = entry.path
-                        self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
-                        continue
-                    names.append(name)
+            if native:
+                names, subdirs, st = listing
+                st = np.frombuffer(st, np.int64).reshape(-1, 3) if stat else None
+                if self.max_depth is not None and depth >= self.max_depth:
+                    subdirs = []
+                subdirs = [os.path.join(d, sd) for sd in subdirs]
+                if names and not (d.isascii() and "".join(names).isascii()):
+                    names, st = self._utf8_names(d, names, st)
+            else:
+                names, subdirs, st = self._classify(d, entries, depth, mine, stat)
             if names:
                 prefix = d + os.sep if d != os.sep else d
                 start = 0
-                if stat:
-                    st = stat_names(d, names)
                 while start < len(names):
                     take = min(len(names) - start, chunk_size - len(paths))
                     paths.extend(prefix + n for n in names[start:start + take])
@@ -199,6 +194,42 @@ class Walker:
             stack.extend((sd, depth + 1, dev) for sd in reversed(subdirs))  # depth-first, in name order
         if chunk:
             yield chunk
+
+    def _utf8_names(self, d: str, names: list[str], st: np.ndarray | None) -> tuple[list[str], np.ndarray | None]:
+        """Names that are valid UTF-8; the others become bad_path errors."""
+        keep = [_utf8(os.path.join(d, n)) for n in names]
+        for n, ok in zip(names, keep, strict=True):
+            if not ok:
+                path = os.path.join(d, n)
+                self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
+        return [n for n, ok in zip(names, keep, strict=True) if ok], None if st is None else st[np.array(keep, bool)]
+
+    def _classify(self, d: str, entries: list, depth: int, mine: bool,
+                  stat: bool) -> tuple[list[str], list[str], np.ndarray | None]:
+        """(wanted file names, subdirectories, stats): the Python walk, used with --exclude or
+        without the native module."""
+        ex, ext = self._exclude, self._ext
+        subdirs: list[str] = []
+        names: list[str] = []
+        ascii_dir = d.isascii()
+        for entry in entries:
+                name = entry.name
+                if ex is not None and (ex.match(entry.path) is not None or ex.match(name) is not None):
+                    continue
+                try:
+                    is_dir = entry.is_dir()  # follows symlinks; loops are cut by `seen`
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if self.max_depth is None or depth < self.max_depth:
+                        subdirs.append(entry.path)
+                elif mine and name.lower().endswith(ext):
+                    if not (name.isascii() and ascii_dir) and not _utf8(entry.path):
+                        path = entry.path
+                        self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
+                        continue
+                    names.append(name)
+        return names, subdirs, stat_names(d, names) if stat and names else None
 
 
 def stat_names(directory: str, names: list[str]) -> np.ndarray:
