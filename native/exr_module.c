@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,45 @@ static int listing_add(listing_t *l, const char *name, size_t nl, int is_dir, co
     return 0;
 }
 
+typedef struct {
+    listing_t *l;
+    int fd;
+    size_t lo, hi;
+} stat_job_t;
+
+static void *stat_range(void *arg)
+{
+    stat_job_t *j = arg;
+    for (size_t i = j->lo; i < j->hi; i++) {
+        struct stat st;
+        int64_t *v = j->l->st + 3 * i;
+        if (j->l->dir[i] || v[0] != -1) continue; /* a subdirectory, or stat'ed while classifying */
+        if (fstatat(j->fd, j->l->names + j->l->off[i], &st, 0) == 0) {
+            v[0] = (int64_t) st.st_size;
+            v[1] = (int64_t) st.st_mtim.tv_sec * 1000000000LL + (int64_t) st.st_mtim.tv_nsec;
+            v[2] = (int64_t) st.st_ino;
+        }
+    }
+    return NULL;
+}
+
+/* Stat the listed files, on two threads when there are many: the system calls are most of a
+ * no-op re-crawl, and its reader processes are idle. Failures leave -1s. */
+static void stat_files(listing_t *l, int fd)
+{
+    stat_job_t a = {l, fd, 0, l->n}, b;
+    pthread_t t;
+    int two = l->n >= 256;
+    if (two) {
+        b = a;
+        a.hi = b.lo = l->n / 2;
+        two = pthread_create(&t, NULL, stat_range, &b) == 0;
+        if (!two) a.hi = l->n;
+    }
+    stat_range(&a);
+    if (two) pthread_join(t, NULL);
+}
+
 static int ext_match(const char *name, size_t nl, const char *const *exts, const size_t *lens, int next)
 {
     for (int k = 0; k < next; k++) {
@@ -291,12 +331,12 @@ static PyObject *core_list_dir(PyObject *self, PyObject *args)
                     is_dir = have && S_ISDIR(st.st_mode);
                 }
                 if (!is_dir && !(want_files && ext_match(de->d_name, nl, exts, lens, next))) continue;
-                if (!is_dir && want_stat && !have) have = fstatat(fd, de->d_name, &st, 0) == 0;
-                if (listing_add(&l, de->d_name, nl, is_dir, !is_dir && want_stat && have ? &st : NULL) < 0) {
+                if (listing_add(&l, de->d_name, nl, is_dir, !is_dir && have ? &st : NULL) < 0) {
                     nomem = 1;
                     break;
                 }
             }
+            if (!nomem && !err && want_stat) stat_files(&l, fd);
             closedir(dp);
         }
     }

@@ -467,8 +467,12 @@ class DuckDBCatalog(Catalog):
                 WHERE file_rows.file_path_normalized = b.file_path_normalized AND file_rows.header_hash = b.header_hash""",
                 [now])
         if stats.replaced:
+            # A file's child rows were appended together under one key: constant bounds let the
+            # scan skip every row group outside them (measured: half the time of the bare IN).
+            lo, hi = con.execute("SELECT min(old_key), max(old_key) FROM _upsert_keys WHERE action = 'changed'"
+                                 ).fetchall()[0]
             for table in STORED.values():
-                con.execute(f"DELETE FROM {table} WHERE file_key IN "
+                con.execute(f"DELETE FROM {table} WHERE file_key BETWEEN {int(lo)} AND {int(hi)} AND file_key IN "
                             "(SELECT old_key FROM _upsert_keys WHERE action = 'changed')")
             con.execute("DELETE FROM file_rows WHERE file_path_normalized IN "
                         "(SELECT path FROM _upsert_keys WHERE action = 'changed')")
