@@ -203,10 +203,14 @@ class DuckDBCatalog(Catalog):
             if Path(self.path).is_dir():
                 raise CatalogError(f"cannot open catalog {self.path}: it is a directory")
         # A crawl's writer shares the machine with its reader processes: cap DuckDB's
-        # buffer pool (default: 80% of RAM) so memory stays bounded; inserts spill past it.
-        # A writer gets one DuckDB thread: the cores belong to the readers (1.1x faster).
-        config = {"memory_limit": os.environ.get("EXR_INSPECTOR_DUCKDB_MEMORY", "128MB")}
+        # buffer pool (default: 80% of RAM) so memory stays bounded; inserts spill past it
+        # (64 MB crawls as fast as 128 MB with the stored layout). A writer gets one DuckDB
+        # thread: the cores belong to the readers (1.1x faster than two). Read-only opens
+        # (queries, similar) keep DuckDB's defaults unless the environment says otherwise.
+        memory = os.environ.get("EXR_INSPECTOR_DUCKDB_MEMORY")
+        config: dict = {"memory_limit": memory} if memory else {}
         if not read_only:
+            config.setdefault("memory_limit", "64MB")
             config["threads"] = int(os.environ.get("EXR_INSPECTOR_DUCKDB_THREADS", "1"))
         try:
             self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(self.path, read_only=read_only, config=config)
