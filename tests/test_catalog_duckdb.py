@@ -302,3 +302,34 @@ def test_stored_layout_keeps_each_value_once_and_prune_collects_orphans(db_path)
         assert after["channel_defs"] == got["channel_defs"] == got["channel_fingerprints"] == 40
         assert cat.search(cat.get_embedding(paths[0]), k=1)["file_path"].to_pylist() == [paths[0]]
         assert after["attribute_rows"] == got["attribute_rows"] and cat.count("attributes") == 60
+
+
+@pytest.mark.parametrize("later", [dt.timedelta(0), dt.timedelta(hours=1)])
+def test_upsert_stream_merges_groups_and_keeps_order_for_repeats(db_path, monkeypatch, later):
+    """Batches of one transaction are merged a group at a time; a path repeated inside a group
+    is merged batch by batch, so the later header wins, as with one merge per batch."""
+    import exr_inspector.catalog.duckdb as duck
+
+    monkeypatch.setattr(duck, "MERGE_FILES", 5)
+    a = paths_of(9)
+    stream = [make_batch(a[0:3]), make_batch(a[3:6]), make_batch(a[6:9], n_errors=1),
+              make_batch(a[0:2], ["h2", "h2"], now=T0 + later)]
+    with DuckDBCatalog(str(db_path)) as cat:
+        stats = cat.upsert_stream(iter(stream))
+        assert (stats.inserted, stats.replaced, stats.unchanged, stats.errors) == (9, 2, 0, 1)
+        hashes = {r["file_path_normalized"]: r["header_hash"] for r in cat.query(
+            "SELECT file_path_normalized, header_hash FROM files").to_pylist()}
+        assert hashes == {p: ("h2" if p in a[:2] else "h1") for p in a}
+        assert cat.count("parts") == 9 * 2 and cat.count("attributes") == 9 * 2 * 4
+        keys = cat.query("SELECT file_key FROM file_rows ORDER BY file_key").column(0).to_pylist()
+        assert len(set(keys)) == 9
+    # the same stream in one merge per batch gives the same catalog
+    with DuckDBCatalog(str(db_path.with_name("one.duckdb"))) as one:
+        monkeypatch.setattr(duck, "MERGE_FILES", 1)
+        one.upsert_stream(iter(stream))
+        with DuckDBCatalog(str(db_path)) as cat:
+            for name in ("files", "parts", "channels", "attributes", "crawl_errors"):
+                cols = [c for c in TABLES[name].names if c not in ("metadata_embedding",)]
+                order = [(c, "ascending") for c in ("file_path", "part_index", "channel_name", "attr_name", "path")
+                         if c in cols]
+                assert cat.scan(name, cols).sort_by(order).equals(one.scan(name, cols).sort_by(order)), name

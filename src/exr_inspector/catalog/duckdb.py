@@ -88,6 +88,8 @@ def ddl_for(name: str, schema: pa.Schema) -> str:
 
 
 
+MERGE_FILES = 4096  # files per merge inside an upsert_stream transaction (see upsert_stream)
+
 # Child table -> the table that stores it (the catalog table is a view over it).
 STORED = {"parts": "part_rows", "channels": "channel_rows", "attributes": "attribute_rows"}
 FINGERPRINT_TABLE = "channel_fingerprints"
@@ -409,22 +411,45 @@ class DuckDBCatalog(Catalog):
         return self.upsert_stream([batch])
 
     def upsert_stream(self, batches: Iterable[IngestBatch]) -> UpsertStats:
-        """Merge batches one at a time inside ONE transaction: memory holds one batch, and
-        DuckDB sees one large append per table, which it writes straight to row groups
-        (measured: 160 us a file in 10,000-file transactions, 390 in 1,024-file ones)."""
+        """Merge batches inside ONE transaction, a few thousand files at a time: memory holds
+        that many, and DuckDB sees one large append per table, which it writes straight to row
+        groups (measured: 160 us a file in 10,000-file transactions, 390 in 1,024-file ones).
+
+        Batches are merged ``MERGE_FILES`` files at a time (concatenated): each merge costs a
+        fixed ~15 statements, 23 ms, so 1,024-file merges spent 58 us a file and 4,096-file
+        ones 35. A group whose batches repeat a path, or differ in ``now``, is merged batch by
+        batch, so a later batch still supersedes an earlier one.
+        """
         con = self.con
         total = UpsertStats()
-        with self._transaction("upsert"):
-            self._next_key = {name: _scalar(con, f"SELECT coalesce(max({key.name}) + 1, 0) FROM {table}")
-                              for name, (table, key) in SHARED_TABLES.items()}
-            self._next_file_key = _scalar(con, f"SELECT coalesce(max(file_key) + 1, 0) FROM {FILES_TABLE}")
-            for batch in batches:
-                batch.checked_keys()
-                stats = self._merge_one(con, batch)
+
+        def merge(group: list[IngestBatch]) -> None:
+            if len(group) > 1 and len({b.now for b in group}) == 1:  # a crawl's chunks share one `now`
+                keys = pa.concat_arrays([b.files["file_path_normalized"].combine_chunks() for b in group])
+                if pc.count_distinct(keys).as_py() == len(keys):
+                    group = [IngestBatch.concat(group)]
+            for b in group:
+                stats = self._merge_one(con, b)
                 total.inserted += stats.inserted
                 total.replaced += stats.replaced
                 total.unchanged += stats.unchanged
                 total.errors += stats.errors
+
+        with self._transaction("upsert"):
+            self._next_key = {name: _scalar(con, f"SELECT coalesce(max({key.name}) + 1, 0) FROM {table}")
+                              for name, (table, key) in SHARED_TABLES.items()}
+            self._next_file_key = _scalar(con, f"SELECT coalesce(max(file_key) + 1, 0) FROM {FILES_TABLE}")
+            group: list[IngestBatch] = []
+            files = 0
+            for batch in batches:
+                batch.checked_keys()
+                group.append(batch)
+                files += batch.num_files
+                if files >= MERGE_FILES:
+                    merge(group)
+                    group, files = [], 0
+            if group:
+                merge(group)
         return total
 
     def _merge_one(self, con: duckdb.DuckDBPyConnection, batch: IngestBatch) -> UpsertStats:
