@@ -305,3 +305,23 @@ def test_file_signatures_split_on_every_token_input(tree) -> None:
     _, after = file_signatures(changed, ch_inv, codes)
     assert after[victim] != after[0] and np.array_equal(np.delete(after, victim) == after[0],
                                                         np.delete(base, victim) == base[0])
+
+
+def test_file_signatures_do_not_depend_on_how_files_interleave(tree) -> None:
+    """Rows of a table grouped file by file (as the scanners emit them) or in any other file
+    order, each file's own rows in order: the same signatures."""
+    raw = scan_chunk(tree[0][:12], native=True)
+
+    def by_file_descending(t: pa.Table) -> pa.Table:
+        f = t["file_index"].to_numpy()
+        return t.take(pa.array(np.argsort(-f, kind="stable")))
+
+    moved = RawChunk(raw.files, by_file_descending(raw.parts), by_file_descending(raw.channels),
+                     by_file_descending(raw.attributes), raw.values, raw.errors)
+    sigs = []
+    for r in (raw, moved):
+        _, ch_inv = channel_signatures(r)
+        codes = attribute_codes(r.attributes["value_index"].to_numpy(), r.values)
+        sigs.append(file_signatures(r, ch_inv, codes)[1])
+    same = [sig[:, None] == sig[None, :] for sig in sigs]
+    assert np.array_equal(same[0], same[1]) and len(set(sigs[0].tolist())) < 12

@@ -341,10 +341,11 @@ def file_signatures(raw: RawChunk, channel_codes: np.ndarray, attr_codes: np.nda
     data = np.empty(int(ends[-1]), np.int64)
     before = np.zeros(n, np.int64)  # elements of earlier tables in each file's segment
     for tag, (f, codes) in enumerate(rows):
-        order = np.argsort(f, kind="stable")  # rows of one file in row order (already grouped: cheap)
-        fs = f[order]
-        rank = np.arange(len(fs)) - (np.cumsum(counts[tag]) - counts[tag])[fs]
-        data[starts[fs] + before[fs] + rank] = codes[order] * 4 + tag
+        if len(f) > 1 and (f[1:] < f[:-1]).any():  # the scanners emit rows file by file: rarely needed
+            order = np.argsort(f, kind="stable")
+            f, codes = f[order], codes[order]
+        rank = np.arange(len(f)) - (np.cumsum(counts[tag]) - counts[tag])[f]
+        data[starts[f] + before[f] + rank] = codes * 4 + tag
         before += counts[tag]
     offsets = pa.py_buffer((np.concatenate([[0], ends]) * 8).astype(np.int32))
     strings = pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(data)])
