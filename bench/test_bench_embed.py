@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from exr_inspector.catalog.schema import EMBEDDING_DIM  # noqa: E402
 from exr_inspector.crawl.columns import scan_chunk  # noqa: E402
-from exr_inspector.embed import embed_chunk  # noqa: E402
+from exr_inspector.embed import embed_chunk, embed_distinct  # noqa: E402
 from exr_inspector.embed.kernels import hash_strings, scatter_rows  # noqa: E402
 
 from gen_tree import generate  # noqa: E402
@@ -62,13 +62,26 @@ def test_hash_strings(benchmark, tokens: pa.Array) -> None:
     benchmark.extra_info["tokens_per_s"] = len(tokens) / benchmark.stats.stats.median
 
 
-def test_embed_chunk(benchmark, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Features + kernels, files and channel fingerprints, on 1000 scanned files of 20 templates."""
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory):
+    """1000 scanned files of 20 templates."""
     root = tmp_path_factory.mktemp("bench_embed")
     manifest = generate(root, 1000, templates=20, seed=0)
     paths = [str(root / r["relpath"]) for r in csv.DictReader(manifest.open(encoding="utf-8"), delimiter="\t")]
-    raw = scan_chunk(paths, native=True)
-    embed_chunk(raw)
-    files_v, _ = benchmark(embed_chunk, raw)
-    assert files_v.shape == (len(paths), EMBEDDING_DIM)
-    benchmark.extra_info["files_per_s"] = len(paths) / benchmark.stats.stats.median
+    return scan_chunk(paths, native=True)
+
+
+def test_embed_chunk(benchmark, scanned) -> None:
+    """Features + kernels for every file and channel row (the reference the crawl must equal)."""
+    embed_chunk(scanned)
+    files_v, _ = benchmark(embed_chunk, scanned)
+    assert files_v.shape == (scanned.files.num_rows, EMBEDDING_DIM)
+    benchmark.extra_info["files_per_s"] = scanned.files.num_rows / benchmark.stats.stats.median
+
+
+def test_embed_distinct(benchmark, scanned) -> None:
+    """What the crawl's readers run: one vector per file signature and per channel signature."""
+    embed_distinct(scanned)
+    f_inv, f_vecs, _, _ = benchmark(embed_distinct, scanned)
+    assert f_vecs[f_inv].shape == (scanned.files.num_rows, EMBEDDING_DIM)
+    benchmark.extra_info["files_per_s"] = scanned.files.num_rows / benchmark.stats.stats.median
