@@ -77,11 +77,13 @@ class IngestBatch:
     counts up for files it already holds.
 
     A batch travels keyed (``schema.KEYED``): child rows name their file by
-    ``file_index``, a channel its fingerprint by ``fingerprint_key`` into
-    ``fingerprints``, an attribute its value by ``value_index`` into
-    ``attribute_values``. ``parts``, ``channels`` and ``attributes`` give the
-    tables in their catalog schemas, built on first use, for backends that store
-    them whole (VAST) and for readers; the DuckDB backend writes the keyed form.
+    ``file_index``; an attribute names its (name, value) by ``value_index`` into
+    ``attribute_values`` and a channel its definition by ``channel_index`` into
+    ``channel_defs``, each holding its distinct rows once; a definition names its
+    fingerprint by ``fingerprint_key`` into ``fingerprints``. ``parts``,
+    ``channels`` and ``attributes`` give the tables in their catalog schemas,
+    built on first use, for backends that store them whole (VAST) and for
+    readers; the DuckDB backend writes the keyed form.
     """
 
     def __init__(self, files: pa.Table, parts: pa.Table, channels: pa.Table, attributes: pa.Table,
