@@ -213,22 +213,22 @@ class Walker:
         names: list[str] = []
         ascii_dir = d.isascii()
         for entry in entries:
-                name = entry.name
-                if ex is not None and (ex.match(entry.path) is not None or ex.match(name) is not None):
+            name = entry.name
+            if ex is not None and (ex.match(entry.path) is not None or ex.match(name) is not None):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows symlinks; loops are cut by `seen`
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if self.max_depth is None or depth < self.max_depth:
+                    subdirs.append(entry.path)
+            elif mine and name.lower().endswith(ext):
+                if not (name.isascii() and ascii_dir) and not _utf8(entry.path):
+                    path = entry.path
+                    self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
                     continue
-                try:
-                    is_dir = entry.is_dir()  # follows symlinks; loops are cut by `seen`
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    if self.max_depth is None or depth < self.max_depth:
-                        subdirs.append(entry.path)
-                elif mine and name.lower().endswith(ext):
-                    if not (name.isascii() and ascii_dir) and not _utf8(entry.path):
-                        path = entry.path
-                        self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
-                        continue
-                    names.append(name)
+                names.append(name)
         return names, subdirs, stat_names(d, names) if stat and names else None
 
 
