@@ -130,3 +130,24 @@ def test_values_with_different_bytes_and_one_json_are_one_value(tmp_path):
         assert picked.num_rows == 3 and len(set(picked["value_json"].to_pylist())) == 1, name
         assert len(set(ref.attributes.filter(pa.compute.equal(rows["attr_name"], name))["value_index"]
                        .to_pylist())) == 1, name
+
+
+def test_cold_chunk_scans_the_same(tmp_path):
+    """Pages evicted first (the scanner then reads ahead with posix_fadvise): the same columns."""
+    from gen_tree import generate
+
+    require_native()
+    generate(tmp_path, 24, templates=3, seed=5)
+    paths = sorted(str(p) for p in tmp_path.rglob("*.exr"))
+    warm = scan_chunk(paths, native=True)
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    cold = scan_chunk(paths, native=True)
+    for name, table in warm.tables().items():
+        assert cold.tables()[name].equals(table), name
+    assert warm.files.num_rows == 24
