@@ -86,3 +86,20 @@ def test_checked_keys_refuses_dangling_indexes():
     tables["parts"] = parts.set_column(0, parts.schema.field(0), pa.array([7] * parts.num_rows, pa.int32()))
     with pytest.raises(CatalogError, match="file_index"):
         IngestBatch.keyed(batch.files, tables, batch.errors).checked_keys()
+
+
+def test_key_vectors_group_by_bytes_not_by_value():
+    """-0.0 and 0.0 compare equal but are different bytes, as are two NaN payloads: different keys."""
+    nan_a = np.frombuffer(np.uint32(0x7FC00000).tobytes(), np.float32)[0]
+    nan_b = np.frombuffer(np.uint32(0x7FC00001).tobytes(), np.float32)[0]
+    rows = np.array([[0.0, 1.0], [-0.0, 1.0], [nan_a, 0.0], [nan_b, 0.0], [0.0, 1.0]], np.float32)
+    keys, distinct, _ = key_vectors(vector_array(rows))
+    k = keys.to_pylist()
+    assert k[0] == k[4] and len({k[0], k[1], k[2], k[3]}) == 4 and len(distinct) == 4
+    rng = np.random.default_rng(1)
+    many = rng.integers(0, 3, size=(500, 6)).astype(np.float32)  # many repeats
+    keys, distinct, _ = key_vectors(vector_array(many))
+    exact = np.unique(many.view(np.dtype((np.void, 24))).ravel(), return_inverse=True)[1].ravel()
+    got = np.array(keys.to_pylist())
+    assert np.array_equal(got[:, None] == got[None, :], exact[:, None] == exact[None, :])
+    assert len(distinct) == len(set(exact.tolist()))

@@ -1,6 +1,6 @@
-"""Exact codes over Arrow columns, hash-based (no sort): the dedupe behind a batch's
-``attribute_values`` and ``channel_defs``. Shared by the readers and the catalog, so it
-sits below both."""
+"""Exact row codes over Arrow columns, hash-based (no sort): the dedupe behind a batch's
+``attribute_values`` and ``channel_defs`` and the readers' signatures. Shared by the
+readers and the catalog, so it sits below both."""
 
 from __future__ import annotations
 
@@ -13,32 +13,43 @@ import pyarrow.compute as pc
 from .catalog.schema import ATTRIBUTE_VALUES
 
 
+def row_codes(columns: Sequence[pa.Array | pa.ChunkedArray | np.ndarray]) -> np.ndarray:
+    """int64 code of each row, equal exactly where every column is equal (nulls equal nulls),
+    numbered 0, 1, ... by first appearance. A NumPy column is taken as codes already.
+
+    Dictionary encodings combined one column at a time and renumbered after each, so the
+    combined code stays below rows * (rows + 1): far inside int64.
+    """
+    code = None
+    for col in columns:
+        if isinstance(col, np.ndarray):
+            idx = col.astype(np.int64, copy=False)
+        else:
+            col = combined(col)
+            if pa.types.is_boolean(col.type):
+                col = col.cast(pa.int8())
+            idx = pc.dictionary_encode(col, null_encoding="encode").indices.to_numpy().astype(np.int64)
+        code = idx if code is None else code * (int(idx.max()) + 1 if len(idx) else 1) + idx
+        code = pc.dictionary_encode(pa.array(code)).indices.to_numpy().astype(np.int64)
+    return code if code is not None else np.zeros(0, np.int64)
+
+
+def first_rows(codes: np.ndarray) -> np.ndarray:
+    """The first row of each code of ``row_codes`` (a reversed scatter: the last write wins)."""
+    first = np.empty(int(codes.max()) + 1 if len(codes) else 0, np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return first
+
+
 def dedupe_rows(table: pa.Table, keys: Sequence[str], schema: pa.Schema) -> tuple[pa.Array, pa.Table]:
     """(index per row, distinct rows): each distinct combination of the ``keys`` columns once,
-    in order of first appearance, with the columns of ``schema`` (functions of the keys).
-
-    Dictionary encodings combined into one code, renumbered after each step so it stays
-    small, and the first row of each code found by a reversed scatter.
-    """
-    n = table.num_rows
-    if not n:
+    in order of first appearance, with the columns of ``schema`` (functions of the keys)."""
+    if not table.num_rows:
         return pa.array([], pa.int32()), schema.empty_table()
-    code = None
-    for name in keys:
-        col = _array(table[name])
-        if pa.types.is_boolean(col.type):
-            col = col.cast(pa.int8())
-        enc = pc.dictionary_encode(col, null_encoding="encode")
-        idx = enc.indices.to_numpy().astype(np.int64)
-        if code is not None:  # both < n: the product stays far inside int64
-            idx = pc.dictionary_encode(pa.array(code * len(enc.dictionary) + idx)).indices.to_numpy()
-        code = idx
-    codes = pa.array(code.astype(np.int32))  # numbered by first appearance
-    first = np.empty(int(code.max()) + 1, np.int64)
-    first[code[::-1]] = np.arange(n - 1, -1, -1)  # the last write per code is its first row
-    rows = table.select(schema.names).take(pa.array(first))
+    code = row_codes([table[k] for k in keys])
+    rows = table.select(schema.names).take(pa.array(first_rows(code)))
     # from_arrays, not cast: a null where the schema forbids one stays for the backend to refuse
-    return codes, pa.Table.from_arrays(rows.columns, schema=schema)
+    return pa.array(code.astype(np.int32)), pa.Table.from_arrays(rows.columns, schema=schema)
 
 
 def dedupe_values(attributes: pa.Table) -> tuple[pa.Array, pa.Table]:
@@ -47,5 +58,6 @@ def dedupe_values(attributes: pa.Table) -> tuple[pa.Array, pa.Table]:
     return dedupe_rows(attributes, ("value_json", "attr_type", "attr_name"), ATTRIBUTE_VALUES)
 
 
-def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+def combined(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array (a chunked one's chunks combined)."""
     return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col

@@ -202,15 +202,37 @@ def key_vectors(col: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.FixedSize
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     dim = col.type.list_size
     valid = col.is_valid().to_numpy(zero_copy_only=False)
-    rows = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)  # valid rows only
+    rows = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)  # valid only
     keys = np.zeros(len(col), np.int64)
     if not len(rows):
         return pa.array(keys, pa.int64(), mask=~valid), vector_array(np.zeros((0, dim), np.float32)), keys[:0]
-    _, first, inverse = np.unique(rows.view(np.dtype((np.void, 4 * dim))).ravel(), return_index=True,
-                                  return_inverse=True)
+    first, inverse = _group_rows(rows)
     distinct = fingerprint_keys(rows[first])
     keys[valid] = distinct[inverse.ravel()]
     return pa.array(keys, pa.int64(), mask=~valid), vector_array(rows[first]), distinct
+
+
+_MIX = np.random.default_rng(0x5EED).integers(1, 2**63, size=1024, dtype=np.uint64) | np.uint64(1)
+
+
+def _group_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each group, group of each row) for rows with equal bytes.
+
+    Rows are grouped by a multiply-add hash of their 64-bit words, then checked word for word
+    against their group's first row (sorting 1,536-byte rows cost the writer 3.4 us a file);
+    any collision falls back to the exact sort.
+    """
+    words = rows.view(np.uint64) if rows.shape[1] % 2 == 0 and rows.shape[1] // 2 <= len(_MIX) else None
+    if words is not None:
+        with np.errstate(over="ignore"):
+            h = (words * _MIX[:words.shape[1]]).sum(axis=1, dtype=np.uint64)
+        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        if (words == words[first][inverse]).all():
+            return first, inverse
+    _, first, inverse = np.unique(rows.view(np.dtype((np.void, rows.shape[1] * 4))).ravel(), return_index=True,
+                                  return_inverse=True)
+    return first, inverse.ravel()
 
 
 def fingerprint_keys(vectors: np.ndarray) -> np.ndarray:

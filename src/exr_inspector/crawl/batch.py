@@ -30,6 +30,7 @@ from ..catalog.schema import (
     fingerprint_keys,
     vector_array,
 )
+from ..columnar import first_rows
 from ..embed import embed_distinct
 from ..payload import FRAME_PATTERN
 from .columns import RawChunk
@@ -98,9 +99,7 @@ def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
                                         schema=FINGERPRINTS)
     # One channel definition per channel signature (its first channel), fingerprint by key.
     ch = raw.channels
-    rep = np.empty(len(distinct), np.int64)
-    rep[inverse[::-1]] = np.arange(len(inverse) - 1, -1, -1)
-    reps = ch.take(pa.array(rep))
+    reps = ch.take(pa.array(first_rows(inverse)))
     defs = pa.Table.from_arrays([*(reps[c] for c in CHANNEL_COLUMNS[:-1]), pa.array(keys)], schema=CHANNEL_DEFS)
     channels = ch.select(KEYED["channels"].names[:-1]).append_column(CHANNEL_INDEX, pa.array(inverse.astype(np.int32)))
     tables = {"parts": raw.parts.select(KEYED["parts"].names), "channels": channels, "attributes": raw.attributes}

@@ -62,9 +62,7 @@ def embed_distinct(raw: RawChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     """(file inverse, file vectors, channel inverse, channel fingerprints): ``embed_chunk(raw)``
     equals ``(files[file_inverse], channels[channel_inverse])``, each vector computed once per
     distinct signature (the frames of a sequence share one)."""
-    first, ch_inverse = channel_signatures(raw)
-    sub = RawChunk(raw.files, raw.parts, raw.channels.take(pa.array(first)), raw.attributes, raw.values, raw.errors)
-    fingerprints = embed_channels(sub)
+    ch_inverse, fingerprints = embed_channels_distinct(raw)
     attr_codes = attribute_codes(raw.attributes["value_index"].to_numpy(), raw.values)
     reps, f_inverse = file_signatures(raw, ch_inverse, attr_codes)
     return f_inverse, embed_files(_files_subset(raw, reps)), ch_inverse, fingerprints

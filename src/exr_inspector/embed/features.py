@@ -61,6 +61,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..columnar import combined, first_rows, row_codes
 from ..crawl.columns import RawChunk
 
 # Production-hierarchy strings: few distinct values per show, shared by every frame.
@@ -89,8 +90,8 @@ def _join(*parts: pa.Array | pa.ChunkedArray | str) -> pa.ChunkedArray:
 
 def _prefixed(prefix: str, col: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
     """``prefix + col`` as a dictionary array: the join runs once per distinct value."""
-    enc = pc.dictionary_encode(_array(col))
-    return pa.DictionaryArray.from_arrays(enc.indices, _array(_join(prefix, enc.dictionary)))
+    enc = pc.dictionary_encode(combined(col))
+    return pa.DictionaryArray.from_arrays(enc.indices, combined(_join(prefix, enc.dictionary)))
 
 
 def _str(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -111,10 +112,6 @@ def _const(table: pa.Table, token: str) -> pa.Array:
     return pa.repeat(pa.scalar(token), table.num_rows)
 
 
-def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-
-
 def _ids(kinds: list[Kind]) -> TokenIds:
     """Concatenate the kinds into (row, token id, weight, dictionary), null tokens dropped.
 
@@ -124,11 +121,11 @@ def _ids(kinds: list[Kind]) -> TokenIds:
     rows, ids, weights, dicts = [], [], [], []
     base = 0
     for r, t, w in kinds:
-        t = _array(t)
+        t = combined(t)
         enc = t if pa.types.is_dictionary(t.type) else pc.dictionary_encode(t)
         idx = enc.indices
         valid = pc.is_valid(idx).to_numpy(zero_copy_only=False)
-        rows.append(pc.cast(_array(r), pa.int64()).to_numpy(zero_copy_only=False)[valid])
+        rows.append(pc.cast(combined(r), pa.int64()).to_numpy(zero_copy_only=False)[valid])
         ids.append(idx.filter(pc.is_valid(idx)).to_numpy().astype(np.int64) + base)
         weights.append(np.full(int(valid.sum()), w, np.float32))
         d = enc.dictionary.cast(pa.string())
@@ -228,7 +225,7 @@ def channel_token_ids(raw: RawChunk) -> TokenIds:
     # Kind-major -> row-major: entry k * n + r moves to r * n_kinds + k, nulls dropped after.
     base = np.arange(n, dtype=np.int64)
     _, tid, _, dictionary = _ids([(pa.array(base), t, w) for t, w in kinds])
-    valid = np.concatenate([pc.is_valid(_array(t)).to_numpy(zero_copy_only=False) for t, _ in kinds])
+    valid = np.concatenate([pc.is_valid(combined(t)).to_numpy(zero_copy_only=False) for t, _ in kinds])
     k = len(kinds)
     full = np.full(k * n, -1, np.int64)
     full[valid] = tid
@@ -254,15 +251,6 @@ def _channel_context(raw: RawChunk) -> pa.Table:
     return parts.select(["part_type", "compression"]).take(where)
 
 
-def _codes(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Dense int64 code of each value (0 = null), equal values equal codes."""
-    col = _array(col)
-    if pa.types.is_boolean(col.type):
-        col = col.cast(pa.int8())
-    idx = pc.dictionary_encode(col).indices
-    return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
-
-
 def channel_signatures(raw: RawChunk) -> tuple[np.ndarray, np.ndarray]:
     """(first, inverse): rows with equal fingerprint inputs, i.e. the same AOV channel of the same
     layout, share a signature, and row r's fingerprint is row ``first[inverse[r]]``'s.
@@ -275,26 +263,10 @@ def channel_signatures(raw: RawChunk) -> tuple[np.ndarray, np.ndarray]:
     if not n:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     ctx = _channel_context(raw)
-    key = _dense([ch["channel_name"], ch["component_name"], ch["layer_name"], ch["channel_type"], ch["x_sampling"],
-                  ch["y_sampling"], pc.fill_null(ch["p_linear"], False), ctx["part_type"], ctx["compression"]])
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return first, inverse.ravel()
-
-
-def _dense(cols: list) -> np.ndarray:
-    """One int64 code per row, equal exactly where every column is equal (nulls equal nulls)."""
-    key = np.zeros(len(cols[0]), np.int64)
-    card = 1
-    for col in cols:
-        codes = col if isinstance(col, np.ndarray) else _codes(col)
-        m = int(codes.max()) + 1 if len(codes) else 1
-        if card * m >= 1 << 62:  # keep the mixed-radix key in range: renumber what we have so far
-            _, key = np.unique(key, return_inverse=True)
-            key = key.ravel()
-            card = int(key.max()) + 1
-        key = key * m + codes
-        card *= m
-    return key
+    key = row_codes([ch["channel_name"], ch["component_name"], ch["layer_name"], ch["channel_type"],
+                     ch["x_sampling"], ch["y_sampling"], pc.fill_null(ch["p_linear"], False), ctx["part_type"],
+                     ctx["compression"]])
+    return first_rows(key), key
 
 
 def attribute_codes(value_index: np.ndarray, values: pa.Table) -> np.ndarray:
@@ -307,7 +279,7 @@ def attribute_codes(value_index: np.ndarray, values: pa.Table) -> np.ndarray:
     valued = pc.fill_null(pc.is_in(names, value_set=pa.array(
         ENUM_VALUE_ATTRS + VALUE_ATTRS + FAMILY_ATTRS + SETTING_ATTRS, pa.string())), False)
     k = values.num_rows
-    per_value = np.where(valued.to_numpy(zero_copy_only=False), k + np.arange(k), _codes(names))
+    per_value = np.where(valued.to_numpy(zero_copy_only=False), k + np.arange(k), row_codes([names]))
     return per_value[value_index]
 
 
@@ -325,16 +297,16 @@ def file_signatures(raw: RawChunk, channel_codes: np.ndarray, attr_codes: np.nda
     n = files.num_rows
     if not n:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    part_codes = _dense([parts[c] for c in ("compression", "part_type", "is_tiled", "is_deep", "tile_level_mode",
+    part_codes = row_codes([parts[c] for c in ("compression", "part_type", "is_tiled", "is_deep", "tile_level_mode",
                                             "tile_width", "tile_height", "display_width", "display_height",
                                             "view_name")]) if parts.num_rows else np.zeros(0, np.int64)
     tables = [  # (file of each row, code of each row), each tagged with its table
         (raw.attributes["file_index"], attr_codes),
         (raw.channels["file_index"], channel_codes),
         (parts["file_index"], part_codes),
-        (files["file_index"], _codes(files["multipart_count"])),
+        (files["file_index"], row_codes([files["multipart_count"]])),
     ]
-    rows = [(_array(f).to_numpy(zero_copy_only=False).astype(np.int64), c) for f, c in tables]
+    rows = [(combined(f).to_numpy(zero_copy_only=False).astype(np.int64), c) for f, c in tables]
     counts = np.stack([np.bincount(f, minlength=n) for f, _ in rows])  # [table, file]
     ends = np.cumsum(counts.sum(0))
     starts = ends - counts.sum(0)
@@ -349,7 +321,5 @@ def file_signatures(raw: RawChunk, channel_codes: np.ndarray, attr_codes: np.nda
         before += counts[tag]
     offsets = pa.py_buffer((np.concatenate([[0], ends]) * 8).astype(np.int32))
     strings = pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(data)])
-    code = pc.dictionary_encode(strings).indices.to_numpy()  # numbered by first appearance
-    first = np.empty(int(code.max()) + 1, np.int64)
-    first[code[::-1]] = np.arange(n - 1, -1, -1)
-    return first, code.astype(np.int64)
+    code = row_codes([strings])
+    return first_rows(code), code
