@@ -444,6 +444,14 @@ def test_request_body_over_5_mib_is_refused(srv, session):
     assert srv.requests[-2].body_bytes == MAX_REQUEST_BODY + 1
 
 
+def _offsets(b: flatbuffers.Builder, start, offsets: list[int]) -> int:
+    """A flatbuffer vector of table offsets (built back to front, as flatbuffers are)."""
+    start(b, len(offsets))
+    for off in reversed(offsets):
+        b.PrependUOffsetTRelative(off)
+    return b.EndVector()
+
+
 def _raw_query(schema: pa.Schema, make_filter) -> bytes:
     """A QueryData body with a hand-built filter (the SDK itself only emits CNF)."""
     b = flatbuffers.Builder(1024)
@@ -451,11 +459,7 @@ def _raw_query(schema: pa.Schema, make_filter) -> bytes:
     p.builder = b
     filt = make_filter(p)
     name = b.CreateString("")
-    fields = [_internal.build_field(b, f) for f in schema]
-    _internal.fb_schema.StartFieldsVector(b, len(fields))
-    for off in reversed(fields):
-        b.PrependUOffsetTRelative(off)
-    vec = b.EndVector()
+    vec = _offsets(b, _internal.fb_schema.StartFieldsVector, [_internal.build_field(b, f) for f in schema])
     _internal.fb_schema.Start(b)
     _internal.fb_schema.AddFields(b, vec)
     sch = _internal.fb_schema.End(b)
@@ -464,10 +468,7 @@ def _raw_query(schema: pa.Schema, make_filter) -> bytes:
         _internal.fb_field_index.Start(b)
         _internal.fb_field_index.AddPosition(b, pos)
         idx.append(_internal.fb_field_index.End(b))
-    _internal.fb_source.StartProjectionVector(b, len(idx))
-    for off in reversed(idx):
-        b.PrependUOffsetTRelative(off)
-    proj = b.EndVector()
+    proj = _offsets(b, _internal.fb_source.StartProjectionVector, idx)
     _internal.fb_source.Start(b)
     _internal.fb_source.AddName(b, name)
     _internal.fb_source.AddSchema(b, sch)
