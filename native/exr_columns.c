@@ -167,27 +167,50 @@ static void col_free(col_t *c)
 
 /* ---- the chunk's tables ------------------------------------------------- */
 
-enum { F_FILE_INDEX, F_ID, F_PATH, F_SIZE, F_MTIME, F_INODE, F_FLAGS, F_NPARTS, F_DEEP, F_TILED, F_HASH, F_N };
+enum { F_FILE_INDEX, F_ID, F_PATH, F_SIZE, F_MTIME, F_INODE, F_FLAGS, F_NPARTS, F_DEEP, F_TILED, F_HASH, F_SIG, F_N };
 enum {
     P_FILE_INDEX, P_PART_INDEX, P_NAME, P_VIEW, P_TYPE, P_WIDTH, P_HEIGHT, P_DWIDTH, P_DHEIGHT, P_XOFF, P_YOFF,
     P_DW_MINX, P_DW_MINY, P_DW_MAXX, P_DW_MAXY, P_DISP_MINX, P_DISP_MINY, P_DISP_MAXX, P_DISP_MAXY,
     P_PAR, P_LINE_ORDER, P_COMPRESSION, P_TILED, P_TILE_W, P_TILE_H, P_LEVEL, P_ROUNDING, P_DEEP, P_CHUNKS,
     P_COLOR, P_SOFTWARE, P_N
 };
-enum { C_FILE_INDEX, C_PART_INDEX, C_NAME, C_LAYER, C_COMPONENT, C_TYPE, C_XS, C_YS, C_PLINEAR, C_N };
+enum { C_FILE_INDEX, C_PART_INDEX, C_NAME, C_LAYER, C_COMPONENT, C_TYPE, C_XS, C_YS, C_PLINEAR, C_SIG, C_N };
 enum { A_FILE_INDEX, A_PART_INDEX, A_VALUE, A_N };
 enum { V_NAME, V_TYPE, V_JSON, V_TEXT, V_INT, V_FLOAT, V_N };
 
-/* One distinct attribute (name, type, value bytes) of the chunk: the frames of a sequence
- * repeat nearly every attribute, so each is formatted once and its canonical JSON fragment
- * reused for the header hash. index -1: the attribute is dropped (wrong size for its type). */
+/* Byte strings -> 0, 1, ... by first appearance, exactly: by hash, then by bytes. The keys
+ * are kept as a string column, so the distinct strings are exported as they are. Open
+ * addressing, power-of-two capacity, at most half full; index -1 marks an empty slot. */
 typedef struct {
     uint64_t hash;
-    size_t key_off, key_len;   /* name \0 type \0 value, in keys */
+    int32_t index;
+} islot_t;
+
+typedef struct {
+    islot_t *slots;
+    size_t cap;
+    int32_t count;
+    col_t keys;
+} intern_t;
+
+/* One distinct attribute (name, type, value bytes) of the chunk: the frames of a sequence
+ * repeat nearly every attribute, so each is formatted once and its canonical JSON fragment
+ * reused for the header hash. index -1: the attribute is dropped (wrong size for its type).
+ * in_sig: its whole value counts in the file's signature, not only its name. */
+typedef struct {
     size_t frag_off, frag_len; /* {"name":..,"type":..,"value":..}, in frags */
     int32_t index;
-    int used;
-} vslot_t;
+    int in_sig;
+} vinfo_t;
+
+/* The names whose values make file tokens (embed/features.py passes them): the UTF-8 of
+ * Python strings, borrowed from `owner`, held for the call. */
+typedef struct {
+    PyObject *owner;
+    const char **name;
+    Py_ssize_t *len;
+    Py_ssize_t n;
+} names_t;
 
 typedef struct {
     col_t files[F_N], parts[P_N], channels[C_N], attrs[A_N], values[V_N];
@@ -195,10 +218,16 @@ typedef struct {
     cbuf_t hjson;     /* the current file's canonical header JSON */
     cbuf_t tmp;       /* one attribute value */
     cbuf_t key;       /* the attribute being looked up */
-    cbuf_t keys, frags;
-    vslot_t *slots;   /* open addressing, power-of-two capacity, at most half full */
-    size_t cap, count;
+    cbuf_t frags;
+    intern_t vkeys;   /* name \0 type \0 value of each distinct attribute */
+    vinfo_t *vinfo;   /* per vkeys index */
+    size_t vinfo_cap;
     int32_t nvalues;
+    /* Signatures: the exact inputs of a file's (channel's) embedding tokens, interned, so a
+     * reader embeds each distinct one once, and can keep its vector across chunks. */
+    names_t signames;
+    cbuf_t sig;
+    intern_t fsigs, csigs;
 } chunk_t;
 
 static const struct {
@@ -207,7 +236,7 @@ static const struct {
 } FILE_COLS[F_N] = {
     {"file_index", COL_I32}, {"file_id", COL_STR}, {"file_path", COL_STR}, {"size_bytes", COL_I64}, {"mtime_ns", COL_I64},
     {"inode", COL_I64}, {"flags", COL_I32}, {"multipart_count", COL_I32}, {"is_deep", COL_BOOL},
-    {"is_tiled", COL_BOOL}, {"header_hash", COL_STR},
+    {"is_tiled", COL_BOOL}, {"header_hash", COL_STR}, {"signature", COL_I32},
 },
   PART_COLS[P_N] = {
     {"file_index", COL_I32}, {"part_index", COL_I32}, {"part_name", COL_STR}, {"view_name", COL_STR},
@@ -223,7 +252,7 @@ static const struct {
   CHANNEL_COLS[C_N] = {
     {"file_index", COL_I32}, {"part_index", COL_I32}, {"channel_name", COL_STR}, {"layer_name", COL_STR},
     {"component_name", COL_STR}, {"channel_type", COL_STR}, {"x_sampling", COL_I32}, {"y_sampling", COL_I32},
-    {"p_linear", COL_BOOL},
+    {"p_linear", COL_BOOL}, {"signature", COL_I32},
 },
   ATTR_COLS[A_N] = {
     {"file_index", COL_I32}, {"part_index", COL_I32}, {"value_index", COL_I32},
@@ -462,6 +491,109 @@ static uint64_t xxh64(const uint8_t *p, size_t n, uint64_t seed)
     h *= P3;
     h ^= h >> 32;
     return h;
+}
+
+/* xxh64 with seeds 0 and 1 at once (the 128 bits of a header hash): one pass over the
+ * bytes, and two independent dependency chains for the CPU to overlap. */
+static void xxh64_pair(const uint8_t *p, size_t n, uint64_t out[2])
+{
+    const uint8_t *end = p + n;
+    uint64_t h[2];
+    if (n >= 32) {
+        uint64_t v[2][4];
+        const uint8_t *limit = end - 32;
+        for (int s = 0; s < 2; s++) {
+            v[s][0] = (uint64_t) s + P1 + P2;
+            v[s][1] = (uint64_t) s + P2;
+            v[s][2] = (uint64_t) s;
+            v[s][3] = (uint64_t) s - P1;
+        }
+        do {
+            for (int k = 0; k < 4; k++) {
+                uint64_t in = internal_exr_u64(p + 8 * k);
+                v[0][k] = round64(v[0][k], in);
+                v[1][k] = round64(v[1][k], in);
+            }
+            p += 32;
+        } while (p <= limit);
+        for (int s = 0; s < 2; s++) {
+            h[s] = rotl(v[s][0], 1) + rotl(v[s][1], 7) + rotl(v[s][2], 12) + rotl(v[s][3], 18);
+            for (int k = 0; k < 4; k++) h[s] = merge64(h[s], v[s][k]);
+        }
+    } else {
+        h[0] = P5;
+        h[1] = 1 + P5;
+    }
+    for (int s = 0; s < 2; s++) h[s] += (uint64_t) n;
+    for (; p + 8 <= end; p += 8) {
+        uint64_t k = round64(0, internal_exr_u64(p));
+        for (int s = 0; s < 2; s++) h[s] = rotl(h[s] ^ k, 27) * P1 + P4;
+    }
+    if (p + 4 <= end) {
+        uint64_t k = (uint64_t) internal_exr_u32(p) * P1;
+        for (int s = 0; s < 2; s++) h[s] = rotl(h[s] ^ k, 23) * P2 + P3;
+        p += 4;
+    }
+    for (; p < end; p++)
+        for (int s = 0; s < 2; s++) h[s] = rotl(h[s] ^ (*p * P5), 11) * P1;
+    for (int s = 0; s < 2; s++) {
+        h[s] ^= h[s] >> 33;
+        h[s] *= P2;
+        h[s] ^= h[s] >> 29;
+        h[s] *= P3;
+        h[s] ^= h[s] >> 32;
+        out[s] = h[s];
+    }
+}
+
+/* ---- exact interning ----------------------------------------------------- */
+
+static int intern_grow(intern_t *t)
+{
+    size_t ncap = t->cap ? t->cap * 2 : 1024;
+    islot_t *ns = malloc(ncap * sizeof(*ns));
+    if (!ns) return -1;
+    for (size_t i = 0; i < ncap; i++) ns[i].index = -1;
+    for (size_t i = 0; i < t->cap; i++) {
+        size_t j;
+        if (t->slots[i].index < 0) continue;
+        for (j = t->slots[i].hash & (ncap - 1); ns[j].index >= 0; j = (j + 1) & (ncap - 1)) {}
+        ns[j] = t->slots[i];
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->cap = ncap;
+    return 0;
+}
+
+/* The index of the bytes p[0..n), added as the next one if new (*added set). -1 when out
+ * of memory. */
+static int32_t intern(intern_t *t, const uint8_t *p, size_t n, int *added)
+{
+    uint64_t h = xxh64(p, n, 0);
+    const int32_t *off;
+    size_t j;
+    *added = 0;
+    if (((size_t) t->count + 1) * 2 > t->cap && intern_grow(t) < 0) return -1;
+    off = (const int32_t *) t->keys.values.p;
+    for (j = h & (t->cap - 1); t->slots[j].index >= 0; j = (j + 1) & (t->cap - 1)) {
+        const islot_t *s = &t->slots[j];
+        if (s->hash == h && (size_t) (off[s->index + 1] - off[s->index]) == n
+            && !memcmp(t->keys.data.p + off[s->index], p, n))
+            return s->index;
+    }
+    col_str(&t->keys, p, n);
+    if (col_failed(&t->keys)) return -1;
+    t->slots[j].hash = h;
+    t->slots[j].index = t->count;
+    *added = 1;
+    return t->count++;
+}
+
+static void intern_free(intern_t *t)
+{
+    free(t->slots);
+    col_free(&t->keys);
 }
 
 /* ---- one attribute value ------------------------------------------------ */
@@ -921,20 +1053,38 @@ static void emit_part(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t pi
     col_text_or_null(&P[P_SOFTWARE], pv, SOFTWARE, 5);
 }
 
-static void emit_channels(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t pi)
+/* Signature bytes are length-prefixed fields, so two different inputs never meet. */
+static void sig_u32(cbuf_t *b, uint32_t v) { cb_put(b, &v, 4); }
+
+static void sig_bytes(cbuf_t *b, const void *p, size_t n)
 {
-    const exr_attr_rec_t *r = find(pv, "channels", "chlist");
+    sig_u32(b, (uint32_t) n);
+    cb_put(b, p, n);
+}
+
+/* The channel rows of one part. A channel's signature: its name and chlist fields, its
+ * part's type and compression byte (every input of its fingerprint tokens). -1: no memory. */
+static int emit_channels(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t pi, const char *ptype)
+{
+    const exr_attr_rec_t *r = find(pv, "channels", "chlist"), *comp = find(pv, "compression", "compression");
     const uint8_t *raw;
-    size_t n, p = 0;
+    size_t n, p = 0, ctx_len;
     col_t *C = ck->channels;
     char tmp[24];
-    if (!r) return;
+    if (!r) return 0;
     raw = pv->c->buf + r->value_off;
     n = r->value_len;
+    ck->sig.len = 0;
+    sig_bytes(&ck->sig, ptype, strlen(ptype));
+    cb_char(&ck->sig, comp ? 1 : 0);
+    cb_char(&ck->sig, comp ? (char) pv->c->buf[comp->value_off] : 0);
+    ctx_len = ck->sig.len;
     for (size_t len; next_channel(raw, n, p, &len); p += len + 17) {
         const uint8_t *f = raw + p + len + 1;
         size_t dot;
         const char *ty;
+        int32_t k;
+        int added;
         col_i32(&C[C_FILE_INDEX], fi);
         col_i32(&C[C_PART_INDEX], pi);
         put_text(col_str_begin(&C[C_NAME]), raw + p, len, 0);
@@ -950,38 +1100,36 @@ static void emit_channels(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_
         col_i32(&C[C_XS], internal_exr_i32(f + 8));
         col_i32(&C[C_YS], internal_exr_i32(f + 12));
         col_bool(&C[C_PLINEAR], f[4] != 0);
+        ck->sig.len = ctx_len;
+        sig_bytes(&ck->sig, raw + p, len);
+        cb_put(&ck->sig, f, 16);
+        if (ck->sig.failed || (k = intern(&ck->csigs, ck->sig.p, ck->sig.len, &added)) < 0) return -1;
+        col_i32(&C[C_SIG], k);
     }
+    return 0;
 }
 
 /* ---- the chunk's distinct attributes ------------------------------------- */
 
-static int slots_grow(chunk_t *ck)
+/* Whether the attribute named name[0..n) is one whose value makes file tokens. */
+static int in_signature(const names_t *names, const uint8_t *name, size_t n)
 {
-    size_t ncap = ck->cap ? ck->cap * 2 : 1024;
-    vslot_t *ns = calloc(ncap, sizeof(*ns));
-    if (!ns) return -1;
-    for (size_t i = 0; i < ck->cap; i++) {
-        size_t j;
-        if (!ck->slots[i].used) continue;
-        for (j = ck->slots[i].hash & (ncap - 1); ns[j].used; j = (j + 1) & (ncap - 1)) {}
-        ns[j] = ck->slots[i];
-    }
-    free(ck->slots);
-    ck->slots = ns;
-    ck->cap = ncap;
+    for (Py_ssize_t i = 0; i < names->n; i++)
+        if ((size_t) names->len[i] == n && !memcmp(names->name[i], name, n)) return 1;
     return 0;
 }
 
-/* The slot of attribute r: found by its (name, type, value bytes), or added, which formats
- * its value once into the values columns and its JSON fragment. NULL when out of memory. */
-static const vslot_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_rec_t *r)
+/* The distinct value of attribute r: found by its (name, type, value bytes), or added, which
+ * formats its value once into the values columns and its JSON fragment. NULL when out of
+ * memory. *key_index: its index in ck->vkeys (the key is needed again for the signature). */
+static const vinfo_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_rec_t *r, int32_t *key_index)
 {
     const uint8_t *name = c->buf + r->attr_off, *type = c->buf + r->type_off, *val = c->buf + r->value_off;
     col_t *V = ck->values;
-    vslot_t *slot;
+    vinfo_t *v;
     scalars_t s;
-    uint64_t h;
-    size_t j;
+    int added;
+    int32_t k;
     ck->key.len = 0;
     cb_put(&ck->key, name, r->name_len); /* names and types end at a NUL, so \0 separates them */
     cb_char(&ck->key, 0);
@@ -989,27 +1137,26 @@ static const vslot_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_
     cb_char(&ck->key, 0);
     cb_put(&ck->key, val, r->value_len);
     if (ck->key.failed) return NULL;
-    h = xxh64(ck->key.p, ck->key.len, 0);
-    if ((ck->count + 1) * 2 > ck->cap && slots_grow(ck) < 0) return NULL;
-    for (j = h & (ck->cap - 1); ck->slots[j].used; j = (j + 1) & (ck->cap - 1)) {
-        slot = &ck->slots[j];
-        if (slot->hash == h && slot->key_len == ck->key.len && !memcmp(ck->keys.p + slot->key_off, ck->key.p, ck->key.len))
-            return slot;
+    k = intern(&ck->vkeys, ck->key.p, ck->key.len, &added);
+    if (k < 0) return NULL;
+    *key_index = k;
+    if (!added) return &ck->vinfo[k];
+    if ((size_t) k >= ck->vinfo_cap) {
+        size_t ncap = ck->vinfo_cap ? ck->vinfo_cap * 2 : 1024;
+        vinfo_t *nv = realloc(ck->vinfo, ncap * sizeof(*nv));
+        if (!nv) return NULL;
+        ck->vinfo = nv;
+        ck->vinfo_cap = ncap;
     }
-    slot = &ck->slots[j];
-    slot->used = 1;
-    slot->hash = h;
-    slot->key_off = ck->keys.len;
-    slot->key_len = ck->key.len;
-    cb_put(&ck->keys, ck->key.p, ck->key.len);
-    ck->count++;
+    v = &ck->vinfo[k];
+    v->in_sig = in_signature(&ck->signames, name, r->name_len);
     ck->tmp.len = 0;
     if (value_json(&ck->tmp, internal_exr_find_type(type, r->type_len), type, r->type_len, val, r->value_len, &s)) {
-        slot->index = -1;
-        return ck->keys.failed ? NULL : slot;
+        v->index = -1;
+        return v;
     }
-    if (ck->tmp.failed || ck->keys.failed) return NULL;
-    slot->index = ck->nvalues++;
+    if (ck->tmp.failed) return NULL;
+    v->index = ck->nvalues++;
     put_text(col_str_begin(&V[V_NAME]), name, r->name_len, 0);
     col_str_end(&V[V_NAME]);
     put_text(col_str_begin(&V[V_TYPE]), type, r->type_len, 0);
@@ -1018,7 +1165,7 @@ static const vslot_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_
     if (s.has_text) col_str(&V[V_TEXT], s.text, s.text_len); else col_null(&V[V_TEXT]);
     if (s.has_int) col_i64(&V[V_INT], s.ival); else col_null(&V[V_INT]);
     if (s.has_float) col_f64(&V[V_FLOAT], s.fval); else col_null(&V[V_FLOAT]);
-    slot->frag_off = ck->frags.len;
+    v->frag_off = ck->frags.len;
     cb_str(&ck->frags, "{\"name\":");
     json_text(&ck->frags, name, r->name_len);
     cb_str(&ck->frags, ",\"type\":");
@@ -1026,8 +1173,8 @@ static const vslot_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_
     cb_str(&ck->frags, ",\"value\":");
     cb_put(&ck->frags, ck->tmp.p, ck->tmp.len);
     cb_char(&ck->frags, '}');
-    slot->frag_len = ck->frags.len - slot->frag_off;
-    return ck->frags.failed ? NULL : slot;
+    v->frag_len = ck->frags.len - v->frag_off;
+    return ck->frags.failed ? NULL : v;
 }
 
 static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyObject *path, int32_t fi)
@@ -1036,12 +1183,21 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
     size_t rec = 0;
     int any_deep = 0, any_tiled = 0;
     char hex[33], hhex[33];
+    uint64_t hh[2];
+    int32_t k, sig;
+    int added;
     Py_ssize_t plen;
     const char *pstr = PyUnicode_AsUTF8AndSize(path, &plen);
     if (!pstr) return -1;
 
     ck->hjson.len = 0;
     cb_char(&ck->hjson, '[');
+    /* The file's signature: flags, part count, then every attribute's name, and the whole
+     * (name, type, value) of those whose value makes tokens (the chlist, compression, type,
+     * tiles, displayWindow, view and the named production attributes). */
+    ck->sig.len = 0;
+    sig_u32(&ck->sig, c->flags);
+    sig_u32(&ck->sig, c->nparts);
     for (uint32_t part = 0; part < c->nparts; part++) {
         part_view_t pv = {c, rec, rec};
         const char *ptype;
@@ -1049,9 +1205,19 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
         while (pv.hi < c->nrecs && c->recs[pv.hi].part == part) pv.hi++;
         if (part) cb_char(&ck->hjson, ',');
         cb_char(&ck->hjson, '[');
+        sig_u32(&ck->sig, (uint32_t) (pv.hi - pv.lo));
         for (size_t i = pv.lo; i < pv.hi; i++) {
-            const vslot_t *v = value_of(ck, c, &c->recs[i]);
+            const exr_attr_rec_t *r = &c->recs[i];
+            const vinfo_t *v = value_of(ck, c, r, &k);
             if (!v) return -1;
+            if (v->in_sig) {
+                const int32_t *off = (const int32_t *) ck->vkeys.keys.values.p;
+                cb_char(&ck->sig, 'V');
+                sig_bytes(&ck->sig, ck->vkeys.keys.data.p + off[k], (size_t) (off[k + 1] - off[k]));
+            } else {
+                cb_char(&ck->sig, v->index < 0 ? 'D' : 'N');
+                sig_bytes(&ck->sig, c->buf + r->attr_off, r->name_len);
+            }
             if (v->index < 0) continue; /* dropped */
             col_i32(&A[A_FILE_INDEX], fi);
             col_i32(&A[A_PART_INDEX], (int32_t) part);
@@ -1065,17 +1231,25 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
         any_tiled |= !strcmp(ptype, "tiledimage") || !strcmp(ptype, "deeptile");
         any_deep |= !strcmp(ptype, "deepscanline") || !strcmp(ptype, "deeptile");
         emit_part(ck, &pv, fi, (int32_t) part, ptype);
-        emit_channels(ck, &pv, fi, (int32_t) part);
         rec = pv.hi;
     }
     cb_char(&ck->hjson, ']');
-    if (ck->hjson.failed) return -1;
-    snprintf(hhex, sizeof(hhex), "%016llx%016llx", (unsigned long long) xxh64(ck->hjson.p, ck->hjson.len, 0),
-             (unsigned long long) xxh64(ck->hjson.p, ck->hjson.len, 1));
+    if (ck->hjson.failed || ck->sig.failed) return -1;
+    if ((sig = intern(&ck->fsigs, ck->sig.p, ck->sig.len, &added)) < 0) return -1;
+    /* channels after the file's signature: they reuse ck->sig */
+    rec = 0;
+    for (uint32_t part = 0; part < c->nparts; part++) {
+        part_view_t pv = {c, rec, rec};
+        while (pv.hi < c->nrecs && c->recs[pv.hi].part == part) pv.hi++;
+        if (emit_channels(ck, &pv, fi, (int32_t) part, part_type(&pv, c->flags)) < 0) return -1;
+        rec = pv.hi;
+    }
+    xxh64_pair(ck->hjson.p, ck->hjson.len, hh);
+    snprintf(hhex, sizeof(hhex), "%016llx%016llx", (unsigned long long) hh[0], (unsigned long long) hh[1]);
 
     col_i32(&F[F_FILE_INDEX], fi);
-    snprintf(hex, sizeof(hex), "%016llx%016llx", (unsigned long long) xxh64((const uint8_t *) pstr, (size_t) plen, 0),
-             (unsigned long long) xxh64((const uint8_t *) pstr, (size_t) plen, 1));
+    xxh64_pair((const uint8_t *) pstr, (size_t) plen, hh);
+    snprintf(hex, sizeof(hex), "%016llx%016llx", (unsigned long long) hh[0], (unsigned long long) hh[1]);
     col_str(&F[F_ID], hex, 32);
     col_str(&F[F_PATH], pstr, (size_t) plen);
     col_i64(&F[F_SIZE], (int64_t) f->size);
@@ -1086,6 +1260,7 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
     col_bool(&F[F_DEEP], any_deep);
     col_bool(&F[F_TILED], any_tiled);
     col_str(&F[F_HASH], hhex, 32);
+    col_i32(&F[F_SIG], sig);
     return 0;
 }
 
@@ -1221,9 +1396,15 @@ static void free_chunk(chunk_t *ck)
     free(ck->hjson.p);
     free(ck->tmp.p);
     free(ck->key.p);
-    free(ck->keys.p);
     free(ck->frags.p);
-    free(ck->slots);
+    free(ck->sig.p);
+    free(ck->vinfo);
+    intern_free(&ck->vkeys);
+    intern_free(&ck->fsigs);
+    intern_free(&ck->csigs);
+    free(ck->signames.name);
+    free(ck->signames.len);
+    Py_XDECREF(ck->signames.owner);
     Py_XDECREF(ck->errors);
 }
 
@@ -1263,7 +1444,38 @@ static void prefetch(PyObject *path)
     Py_DECREF(fs);
 }
 
-PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items)
+/* Borrow the UTF-8 of each name in the sequence (alive as long as the caller's tuple). */
+static int borrow_names(PyObject *names, names_t *out)
+{
+    Py_ssize_t n;
+    out->owner = PySequence_Fast(names, "signature names must be a sequence of str");
+    if (!out->owner) return -1;
+    n = PySequence_Fast_GET_SIZE(out->owner);
+    out->name = calloc((size_t) n + 1, sizeof(*out->name));
+    out->len = calloc((size_t) n + 1, sizeof(*out->len));
+    if (!out->name || !out->len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PySequence_Fast_GET_ITEM(out->owner, i);
+        if (!PyUnicode_Check(o)) {
+            PyErr_SetString(PyExc_TypeError, "signature names must be str");
+            return -1;
+        }
+        if (!(out->name[i] = PyUnicode_AsUTF8AndSize(o, &out->len[i]))) return -1;
+    }
+    out->n = n;
+    return 0;
+}
+
+static int export_interned(PyObject *out, const char *table, intern_t *t)
+{
+    t->keys.name = "bytes";
+    return export_cols(out, table, &t->keys, 1);
+}
+
+PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items, PyObject *signames)
 {
     chunk_t ck;
     PyObject *out = NULL, *seq;
@@ -1278,8 +1490,15 @@ PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t
     init_cols(ck.channels, C_N, CHANNEL_COLS);
     init_cols(ck.attrs, A_N, ATTR_COLS);
     init_cols(ck.values, V_N, VALUE_COLS);
+    if (borrow_names(signames, &ck.signames) < 0) {
+        free_chunk(&ck);
+        return NULL;
+    }
     seq = PySequence_Fast(paths, "scan_chunk expects a sequence of paths");
-    if (!seq) return NULL;
+    if (!seq) {
+        free_chunk(&ck);
+        return NULL;
+    }
     ck.errors = PyList_New(0);
     if (!ck.errors) goto done;
     n = PySequence_Fast_GET_SIZE(seq);
@@ -1364,6 +1583,8 @@ PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t
     if (export_cols(out, "files", ck.files, F_N) < 0 || export_cols(out, "parts", ck.parts, P_N) < 0
         || export_cols(out, "channels", ck.channels, C_N) < 0 || export_cols(out, "attributes", ck.attrs, A_N) < 0
         || export_cols(out, "values", ck.values, V_N) < 0
+        || export_interned(out, "file_signatures", &ck.fsigs) < 0
+        || export_interned(out, "channel_signatures", &ck.csigs) < 0
         || PyDict_SetItemString(out, "errors", ck.errors) < 0) {
         Py_CLEAR(out);
     }

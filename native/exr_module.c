@@ -107,13 +107,20 @@ static PyObject *core_parse_bytes(PyObject *self, PyObject *args)
 
 static PyObject *core_scan_chunk(PyObject *self, PyObject *args)
 {
-    PyObject *paths, *mh, *mi;
+    PyObject *paths, *mh, *mi, *names = NULL;
     exr_scan_t limits;
     (void) self;
-    if (!PyArg_ParseTuple(args, "OOO", &paths, &mh, &mi)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOO|O", &paths, &mh, &mi, &names)) return NULL;
     memset(&limits, 0, sizeof(limits));
     if (parse_limits(mh, mi, &limits) < 0) return NULL;
-    return internal_exr_scan_chunk(paths, limits.max_header, limits.max_items);
+    if (!names) {
+        PyObject *none = PyTuple_New(0), *rv;
+        if (!none) return NULL;
+        rv = internal_exr_scan_chunk(paths, limits.max_header, limits.max_items, none);
+        Py_DECREF(none);
+        return rv;
+    }
+    return internal_exr_scan_chunk(paths, limits.max_header, limits.max_items, names);
 }
 
 /* The stat of a re-crawl, one directory at a time: fstatat() relative to the open
@@ -393,7 +400,8 @@ static PyMethodDef core_methods[] = {
     {"stat_names", core_stat_names, METH_VARARGS,
      "stat_names(directory, names) -> bytes: int64 (size, mtime_ns, inode) per name, -1s where stat failed"},
     {"scan_chunk", core_scan_chunk, METH_VARARGS,
-     "scan_chunk(paths, max_header, max_items) -> column buffers of the files/parts/channels/attributes tables"},
+     "scan_chunk(paths, max_header, max_items[, signature_names]) -> column buffers of the files/parts/\n"
+     "channels/attributes/values tables and the distinct file and channel signatures"},
     {"parse_file", core_parse_file, METH_VARARGS, "parse_file(path, max_header, max_items) -> (result, size, mtime_ns)"},
     {"parse_bytes", core_parse_bytes, METH_VARARGS, "parse_bytes(data, max_header, max_items) -> result"},
     {NULL, NULL, 0, NULL},

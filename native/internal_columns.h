@@ -9,8 +9,9 @@
 
 #include <stdint.h>
 
-/* {table: {column: (length, null_count, validity | None, values, data | None)}, "errors": [rows]} */
-PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items);
+/* {table: {column: (length, null_count, validity | None, values, data | None)}, "errors": [rows]}.
+ * signames: the attribute names whose values count in a file's signature. */
+PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items, PyObject *signames);
 int internal_exr_columns_init(void); /* readies the column buffer type; -1 with an exception set */
 
 #endif

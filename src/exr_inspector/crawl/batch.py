@@ -31,7 +31,7 @@ from ..catalog.schema import (
     vector_array,
 )
 from ..columnar import first_rows
-from ..embed import embed_distinct
+from ..embed import VectorCache, embed_distinct
 from ..payload import FRAME_PATTERN
 from .columns import RawChunk
 
@@ -74,12 +74,12 @@ def _vanished(errors: pa.Table) -> pa.Table:
         errors.schema.get_field_index("message"), "message", msgs)
 
 
-def build_batch(raw: RawChunk, now: dt.datetime, run_id: str) -> IngestBatch:
+def build_batch(raw: RawChunk, now: dt.datetime, run_id: str, cache: VectorCache | None = None) -> IngestBatch:
     """The catalog rows of one chunk, keyed (see ``IngestBatch``): children by file_index, each
-    distinct channel fingerprint once."""
+    distinct channel fingerprint once. ``cache``: vectors a reader keeps across its chunks."""
     files = raw.files
     n = files.num_rows
-    file_inverse, file_vecs, inverse, distinct = embed_distinct(raw)
+    file_inverse, file_vecs, inverse, distinct = embed_distinct(raw, cache)
     path = files["file_path"]
     frame = pc.struct_field(pc.extract_regex(path, FRAME_PATTERN), "frame")
     frame = pc.if_else(pc.equal(frame, ""), pa.scalar(None, pa.string()), frame).cast(pa.int64())

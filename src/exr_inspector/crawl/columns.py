@@ -14,6 +14,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,6 +72,20 @@ _ATTRIBUTE_ROWS = pa.schema([RAW_SCHEMAS["attributes"].field(0), RAW_SCHEMAS["at
                              *RAW_SCHEMAS["values"]])
 
 
+@dataclass(frozen=True)
+class Signatures:
+    """Each file's and each channel's index into the chunk's distinct signatures, from the C
+    scanner: exact byte strings of everything its embedding tokens are made of (a file's
+    attribute names, and the whole values of ``names``; a channel's chlist entry and its
+    part's type and compression). Equal bytes, equal tokens, in any chunk."""
+
+    names: tuple[str, ...]
+    files: np.ndarray  # int32, per row of RawChunk.files
+    channels: np.ndarray  # int32, per row of RawChunk.channels
+    file_keys: pa.Array  # binary: the distinct file signatures, by index
+    channel_keys: pa.Array
+
+
 @dataclass
 class RawChunk:
     files: pa.Table
@@ -79,6 +94,7 @@ class RawChunk:
     attributes: pa.Table  # (file_index, part_index, value_index)
     values: pa.Table  # each distinct (attr_name, attr_type, value_json) once, in order of first appearance
     errors: pa.Table
+    signatures: Signatures | None = None  # the native scanner's; the reference scanner makes none
 
     def tables(self) -> dict[str, pa.Table]:
         return {"files": self.files, "parts": self.parts, "channels": self.channels,
@@ -198,11 +214,15 @@ def scan_chunk(
     native: bool | None = None,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     max_items: int = DEFAULT_MAX_ITEMS,
+    signature_names: tuple[str, ...] = (),
 ) -> RawChunk:
-    """Read and parse every file of a chunk into columns: in C when available, else row by row."""
+    """Read and parse every file of a chunk into columns: in C when available, else row by row.
+
+    The C scanner also returns ``Signatures``, made with ``signature_names``.
+    """
     if not use_native(native):
         return scan_chunk_reference(paths, max_header_bytes=max_header_bytes, max_items=max_items)
-    out = _core.scan_chunk(list(paths), max_header_bytes, max_items)
+    out = _core.scan_chunk(list(paths), max_header_bytes, max_items, tuple(signature_names))
     tables = {k: _from_native(out[k], RAW_SCHEMAS[k]) for k in ("files", "parts", "channels", "attributes", "values")}
     errors = pa.Table.from_pylist(
         [dict(zip(RAW_SCHEMAS["errors"].names, row, strict=True)) for row in out["errors"]],
@@ -215,7 +235,14 @@ def scan_chunk(
     if values.num_rows < tables["values"].num_rows:
         attrs = attrs.set_column(2, RAW_SCHEMAS["attributes"].field(2), pc.take(remap, attrs["value_index"]))
     tables.update(attributes=attrs, values=values.cast(RAW_SCHEMAS["values"]))
-    return RawChunk(errors=errors, **tables)
+    sig = Signatures(
+        names=tuple(signature_names),
+        files=_array(pa.int32(), out["files"]["signature"]).to_numpy(),
+        channels=_array(pa.int32(), out["channels"]["signature"]).to_numpy(),
+        file_keys=_array(pa.binary(), out["file_signatures"]["bytes"]),
+        channel_keys=_array(pa.binary(), out["channel_signatures"]["bytes"]),
+    )
+    return RawChunk(errors=errors, signatures=sig, **tables)
 
 
 def scan_chunk_reference(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from ..catalog.base import IngestBatch
+from ..embed import SIGNATURE_NAMES, VectorCache
 from ..embed.kernels import warm_up
 from .batch import build_batch, error_rows
 from .columns import scan_chunk
@@ -58,10 +59,14 @@ def _maybe_die(paths: list[str]) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+# This process's vectors by signature: a reader embeds each AOV layout once, not once a chunk.
+_VECTORS = VectorCache()
+
+
 def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool | None) -> IngestBatch:
     """Scan, embed and shape one chunk."""
     _maybe_die(paths)
-    return build_batch(scan_chunk(paths, native=native), now, run_id)
+    return build_batch(scan_chunk(paths, native=native, signature_names=SIGNATURE_NAMES), now, run_id, _VECTORS)
 
 
 # Results travel as Arrow IPC streams in a file on tmpfs, mapped by the parent: no pickling

@@ -9,15 +9,27 @@ in any process, on any machine.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 
 from ..catalog.schema import EMBEDDING_DIM, FINGERPRINT_DIM
-from ..crawl.columns import RawChunk
-from .features import attribute_codes, channel_signatures, channel_token_ids, file_signatures, file_token_ids
+from ..columnar import first_rows
+from ..crawl.columns import RawChunk, Signatures
+from .cache import VectorCache
+from .features import (
+    SIGNATURE_NAMES,
+    attribute_codes,
+    channel_signatures,
+    channel_token_ids,
+    file_signatures,
+    file_token_ids,
+)
 from .kernels import hash_strings, scatter_rows
 
-__all__ = ["embed_chunk", "embed_files", "embed_channels", "embed_channels_distinct", "embed_distinct"]
+__all__ = ["SIGNATURE_NAMES", "VectorCache", "embed_chunk", "embed_files", "embed_channels", "embed_channels_distinct",
+           "embed_distinct"]
 
 
 def embed_files(raw: RawChunk, dim: int = EMBEDDING_DIM) -> np.ndarray:
@@ -58,14 +70,37 @@ def _files_subset(raw: RawChunk, keep: np.ndarray) -> RawChunk:
     return RawChunk(files, rows(raw.parts), rows(raw.channels), rows(raw.attributes), raw.values, raw.errors)
 
 
-def embed_distinct(raw: RawChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def embed_distinct(raw: RawChunk, cache: VectorCache | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(file inverse, file vectors, channel inverse, channel fingerprints): ``embed_chunk(raw)``
     equals ``(files[file_inverse], channels[channel_inverse])``, each vector computed once per
-    distinct signature (the frames of a sequence share one)."""
+    distinct signature (the frames of a sequence share one).
+
+    With the C scanner's ``Signatures`` (made with ``SIGNATURE_NAMES``) the signatures cost
+    nothing here, and ``cache`` keeps vectors across chunks; otherwise they are computed
+    from the columns.
+    """
+    sig = raw.signatures
+    if sig is not None and sig.names == SIGNATURE_NAMES:
+        return _embed_signed(raw, sig, cache if cache is not None else VectorCache())
     ch_inverse, fingerprints = embed_channels_distinct(raw)
     attr_codes = attribute_codes(raw.attributes["value_index"].to_numpy(), raw.values)
     reps, f_inverse = file_signatures(raw, ch_inverse, attr_codes)
     return f_inverse, embed_files(_files_subset(raw, reps)), ch_inverse, fingerprints
+
+
+def _embed_signed(raw: RawChunk, sig: Signatures, cache: VectorCache) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ch_inverse = sig.channels.astype(np.int64)
+    f_inverse = sig.files.astype(np.int64)
+    ch_first, f_first = first_rows(ch_inverse), first_rows(f_inverse)
+
+    def channels(new: np.ndarray) -> np.ndarray:
+        return embed_channels(replace(raw, channels=raw.channels.take(pa.array(ch_first[new])), signatures=None))
+
+    def files(new: np.ndarray) -> np.ndarray:
+        return embed_files(_files_subset(raw, f_first[new]))
+
+    fingerprints = cache.rows(sig.channel_keys, channels, FINGERPRINT_DIM)
+    return f_inverse, cache.rows(sig.file_keys, files, EMBEDDING_DIM), ch_inverse, fingerprints
 
 
 def embed_chunk(raw: RawChunk) -> tuple[np.ndarray, np.ndarray]:

@@ -75,6 +75,13 @@ FAMILY_ATTRS = ("software", "renderSoftware", "renderer", "hostApp", "creator")
 SETTING_ATTRS = ("framesPerSecond", "pixelAspectRatio", "chromaticities", "multiView")
 # Enum attributes tokenised with their value (compression is covered by ``comp:``).
 ENUM_VALUE_ATTRS = ("lineOrder", "envmap", "deepImageState")
+# The attributes the part and channel columns that make tokens are read from: the chlist,
+# compression, part type (with the flags and whether ``tiles`` exists), tiling, display
+# window and view.
+STRUCTURE_ATTRS = ("channels", "compression", "type", "tiles", "displayWindow", "view")
+# Every attribute whose value (not only its name) makes a file token: the C scanner's file
+# signature holds these whole, and only the names of the others (``Signatures``).
+SIGNATURE_NAMES = STRUCTURE_ATTRS + ENUM_VALUE_ATTRS + VALUE_ATTRS + FAMILY_ATTRS + SETTING_ATTRS
 
 Tokens = tuple[np.ndarray, pa.Array, np.ndarray]
 # (row, token id, weight, dictionary): ids index a chunk-wide dictionary of distinct tokens,
