@@ -1469,17 +1469,43 @@ static int borrow_names(PyObject *names, names_t *out)
     return 0;
 }
 
+static int set_consumed(PyObject *out, Py_ssize_t consumed)
+{
+    PyObject *v = PyLong_FromSsize_t(consumed);
+    int rc = v ? PyDict_SetItemString(out, "consumed", v) : -1;
+    Py_XDECREF(v);
+    return rc;
+}
+
 static int export_interned(PyObject *out, const char *table, intern_t *t)
 {
     t->keys.name = "bytes";
     return export_cols(out, table, &t->keys, 1);
 }
 
-PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items, PyObject *signames)
+static size_t cols_bytes(const col_t *cols, int n)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += cols[i].values.cap + cols[i].data.cap + cols[i].validity.cap;
+    return total;
+}
+
+/* Memory the chunk holds so far: its columns and the distinct values' keys and fragments. */
+static size_t chunk_bytes(const chunk_t *ck)
+{
+    return cols_bytes(ck->files, F_N) + cols_bytes(ck->parts, P_N) + cols_bytes(ck->channels, C_N)
+           + cols_bytes(ck->attrs, A_N) + cols_bytes(ck->values, V_N) + cols_bytes(&ck->vkeys.keys, 1)
+           + cols_bytes(&ck->fsigs.keys, 1) + cols_bytes(&ck->csigs.keys, 1) + ck->frags.cap + ck->sig.cap
+           + ck->hjson.cap + ck->tmp.cap + ck->key.cap + ck->vinfo_cap * sizeof(vinfo_t)
+           + (ck->vkeys.cap + ck->fsigs.cap + ck->csigs.cap) * sizeof(islot_t);
+}
+
+PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items, PyObject *signames,
+                                  size_t max_bytes)
 {
     chunk_t ck;
     PyObject *out = NULL, *seq;
-    Py_ssize_t n;
+    Py_ssize_t n, consumed;
     int32_t fi = 0;
     int cold = 0;
     int64_t probe_ns = 0, t0;
@@ -1501,13 +1527,17 @@ PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t
     }
     ck.errors = PyList_New(0);
     if (!ck.errors) goto done;
-    n = PySequence_Fast_GET_SIZE(seq);
+    n = consumed = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *path = PySequence_Fast_GET_ITEM(seq, i), *fs = NULL;
         exr_scan_t ctx;
         file_read_t f;
         exr_scan_result_t rv;
         int64_t budget_at;
+        if (i > 0 && chunk_bytes(&ck) >= max_bytes) { /* the caller scans the rest in another call */
+            consumed = i;
+            break;
+        }
         if (!PyUnicode_Check(path)) {
             PyErr_SetString(PyExc_TypeError, "scan_chunk paths must be str");
             goto done;
@@ -1584,7 +1614,7 @@ PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t
         || export_cols(out, "channels", ck.channels, C_N) < 0 || export_cols(out, "attributes", ck.attrs, A_N) < 0
         || export_cols(out, "values", ck.values, V_N) < 0
         || export_interned(out, "file_signatures", &ck.fsigs) < 0
-        || export_interned(out, "channel_signatures", &ck.csigs) < 0
+        || export_interned(out, "channel_signatures", &ck.csigs) < 0 || set_consumed(out, consumed) < 0
         || PyDict_SetItemString(out, "errors", ck.errors) < 0) {
         Py_CLEAR(out);
     }

@@ -2,7 +2,8 @@
  * exr_inspector._core: the native header reader.
  *
  *   parse_bytes(data, max_header, max_items) -> result dict | (code, message, offset)
- *   scan_chunk(paths, max_header, max_items) -> column buffers for a chunk of files
+ *   scan_chunk(paths, max_header, max_items[, signature_names[, max_bytes]]) -> column buffers for a chunk
+ *       of files (stopping early, after `consumed` paths, once the chunk holds max_bytes)
  *   parse_file(path: str | bytes | PathLike, max_header, max_items)
  *       -> (result | error tuple, size, mtime_ns, inode); the stat facts are None when open failed
  *   stat_names(directory, names) -> bytes of int64 (size, mtime_ns, inode) per name, -1s where stat failed
@@ -107,20 +108,19 @@ static PyObject *core_parse_bytes(PyObject *self, PyObject *args)
 
 static PyObject *core_scan_chunk(PyObject *self, PyObject *args)
 {
-    PyObject *paths, *mh, *mi, *names = NULL;
+    PyObject *paths, *mh, *mi, *names = NULL, *rv;
+    unsigned long long max_bytes = (unsigned long long) -1;
     exr_scan_t limits;
     (void) self;
-    if (!PyArg_ParseTuple(args, "OOO|O", &paths, &mh, &mi, &names)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOO|OK", &paths, &mh, &mi, &names, &max_bytes)) return NULL;
     memset(&limits, 0, sizeof(limits));
     if (parse_limits(mh, mi, &limits) < 0) return NULL;
-    if (!names) {
-        PyObject *none = PyTuple_New(0), *rv;
-        if (!none) return NULL;
-        rv = internal_exr_scan_chunk(paths, limits.max_header, limits.max_items, none);
-        Py_DECREF(none);
-        return rv;
-    }
-    return internal_exr_scan_chunk(paths, limits.max_header, limits.max_items, names);
+    if (names) return internal_exr_scan_chunk(paths, limits.max_header, limits.max_items, names, (size_t) max_bytes);
+    names = PyTuple_New(0);
+    if (!names) return NULL;
+    rv = internal_exr_scan_chunk(paths, limits.max_header, limits.max_items, names, (size_t) max_bytes);
+    Py_DECREF(names);
+    return rv;
 }
 
 /* The stat of a re-crawl, one directory at a time: fstatat() relative to the open
@@ -400,8 +400,9 @@ static PyMethodDef core_methods[] = {
     {"stat_names", core_stat_names, METH_VARARGS,
      "stat_names(directory, names) -> bytes: int64 (size, mtime_ns, inode) per name, -1s where stat failed"},
     {"scan_chunk", core_scan_chunk, METH_VARARGS,
-     "scan_chunk(paths, max_header, max_items[, signature_names]) -> column buffers of the files/parts/\n"
-     "channels/attributes/values tables and the distinct file and channel signatures"},
+     "scan_chunk(paths, max_header, max_items[, signature_names[, max_bytes]]) -> column buffers of the\n"
+     "files/parts/channels/attributes/values tables, the distinct file and channel signatures, and how\n"
+     "many paths were consumed (it stops early once it holds max_bytes)"},
     {"parse_file", core_parse_file, METH_VARARGS, "parse_file(path, max_header, max_items) -> (result, size, mtime_ns)"},
     {"parse_bytes", core_parse_bytes, METH_VARARGS, "parse_bytes(data, max_header, max_items) -> result"},
     {NULL, NULL, 0, NULL},

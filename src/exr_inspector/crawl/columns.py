@@ -68,6 +68,11 @@ RAW_SCHEMAS = {
 }
 
 
+# What one native scan may hold before it stops and leaves the rest of its paths to the next
+# call: a chunk of ~1,000 ordinary files takes 10-20 MB; 1,000 crafted ones near the header
+# limits could take tens of GB.
+MAX_CHUNK_BYTES = 128 << 20
+
 _ATTRIBUTE_ROWS = pa.schema([RAW_SCHEMAS["attributes"].field(0), RAW_SCHEMAS["attributes"].field(1),
                              *RAW_SCHEMAS["values"]])
 
@@ -95,6 +100,7 @@ class RawChunk:
     values: pa.Table  # each distinct (attr_name, attr_type, value_json) once, in order of first appearance
     errors: pa.Table
     signatures: Signatures | None = None  # the native scanner's; the reference scanner makes none
+    consumed: int | None = None  # how many of the given paths it covers (None: all); see scan_chunk
 
     def tables(self) -> dict[str, pa.Table]:
         return {"files": self.files, "parts": self.parts, "channels": self.channels,
@@ -215,14 +221,19 @@ def scan_chunk(
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     max_items: int = DEFAULT_MAX_ITEMS,
     signature_names: tuple[str, ...] = (),
+    max_chunk_bytes: int | None = None,
 ) -> RawChunk:
     """Read and parse every file of a chunk into columns: in C when available, else row by row.
 
-    The C scanner also returns ``Signatures``, made with ``signature_names``.
+    The C scanner also returns ``Signatures``, made with ``signature_names``. It stops once
+    its columns hold ``max_chunk_bytes`` (default ``MAX_CHUNK_BYTES``; files with huge
+    headers), after at least one file: the result then covers
+    only the first ``consumed`` paths, and the caller scans the rest in another call.
     """
     if not use_native(native):
         return scan_chunk_reference(paths, max_header_bytes=max_header_bytes, max_items=max_items)
-    out = _core.scan_chunk(list(paths), max_header_bytes, max_items, tuple(signature_names))
+    budget = MAX_CHUNK_BYTES if max_chunk_bytes is None else max_chunk_bytes
+    out = _core.scan_chunk(list(paths), max_header_bytes, max_items, tuple(signature_names), budget)
     tables = {k: _from_native(out[k], RAW_SCHEMAS[k]) for k in ("files", "parts", "channels", "attributes", "values")}
     errors = pa.Table.from_pylist(
         [dict(zip(RAW_SCHEMAS["errors"].names, row, strict=True)) for row in out["errors"]],
@@ -242,7 +253,7 @@ def scan_chunk(
         file_keys=_array(pa.binary(), out["file_signatures"]["bytes"]),
         channel_keys=_array(pa.binary(), out["channel_signatures"]["bytes"]),
     )
-    return RawChunk(errors=errors, signatures=sig, **tables)
+    return RawChunk(errors=errors, signatures=sig, consumed=out["consumed"], **tables)
 
 
 def scan_chunk_reference(

@@ -63,10 +63,23 @@ def _maybe_die(paths: list[str]) -> None:
 _VECTORS = VectorCache()
 
 
-def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool | None) -> IngestBatch:
-    """Scan, embed and shape one chunk."""
+def process_parts(paths: list[str], now: dt.datetime, run_id: str, native: bool | None) -> Iterator[IngestBatch]:
+    """Scan, embed and shape one chunk: one batch, or several when the scanner stops early
+    (``MAX_CHUNK_BYTES``), so a chunk of huge headers never sits in memory at once."""
     _maybe_die(paths)
-    return build_batch(scan_chunk(paths, native=native, signature_names=SIGNATURE_NAMES), now, run_id, _VECTORS)
+    rest = paths
+    while rest:
+        raw = scan_chunk(rest, native=native, signature_names=SIGNATURE_NAMES)
+        yield build_batch(raw, now, run_id, _VECTORS)
+        rest = rest[raw.consumed:] if raw.consumed is not None else []
+
+
+def process_chunk(paths: list[str], now: dt.datetime, run_id: str, native: bool | None) -> IngestBatch:
+    """Scan, embed and shape one chunk into one batch."""
+    batches = list(process_parts(paths, now, run_id, native))
+    if len(batches) == 1:
+        return batches[0]
+    return IngestBatch.concat(batches) if batches else IngestBatch.empty()
 
 
 # Results travel as Arrow IPC streams in a file on tmpfs, mapped by the parent: no pickling
@@ -113,9 +126,11 @@ def _from_spool(payload: tuple[str, list[int], dt.datetime]) -> IngestBatch:
     return IngestBatch.keyed(t["files"], t, t["crawl_errors"], now)
 
 
-def _work(paths: list[str], now: dt.datetime, run_id: str, native: bool | None):
-    """Runs in a worker process: the batch travels keyed (see IngestBatch)."""
-    return _to_spool(process_chunk(paths, now, run_id, native), _spool_prefix(run_id))
+def _work(paths: list[str], now: dt.datetime, run_id: str, native: bool | None) -> list:
+    """Runs in a worker process: each batch of the chunk travels keyed (see IngestBatch), spooled
+    as soon as it is built."""
+    prefix = _spool_prefix(run_id)
+    return [_to_spool(batch, prefix) for batch in process_parts(paths, now, run_id, native)]
 
 
 def freeze_heap() -> None:
@@ -185,7 +200,8 @@ class ReaderPool:
         """Yield (paths, batch) for every chunk, in completion order; every path comes back exactly once."""
         if self._executor is None:
             for paths in chunks:
-                yield paths, process_chunk(paths, now, run_id, self.native)
+                for batch in process_parts(paths, now, run_id, self.native):
+                    yield paths, batch
             return
         source = iter(chunks)
         fresh: deque[Task] = deque()  # never ran: handed back when the pool died before they started
@@ -230,14 +246,15 @@ class ReaderPool:
             for fut in done:
                 task = running.pop(fut)
                 try:
-                    result = _from_spool(fut.result())
+                    results = [_from_spool(payload) for payload in fut.result()]
                 except BrokenProcessPool:
                     broken.append(task)
                     continue
                 except Exception as e:  # noqa: BLE001 - a reader bug must not stop a facility-wide crawl
-                    result = IngestBatch.empty().with_errors(
-                        died_rows(task.paths, now, run_id, "internal_error", f"reader failed: {type(e).__name__}: {e}"))
-                yield task.paths, result
+                    results = [IngestBatch.empty().with_errors(
+                        died_rows(task.paths, now, run_id, "internal_error", f"reader failed: {type(e).__name__}: {e}"))]
+                for result in results:
+                    yield task.paths, result
             if not broken:
                 continue
             # The pool is unusable: every chunk still in it failed with it.
