@@ -222,6 +222,11 @@ typedef struct {
     intern_t vkeys;   /* name \0 type \0 value of each distinct attribute */
     vinfo_t *vinfo;   /* per vkeys index */
     size_t vinfo_cap;
+    /* The values rows: each distinct (name, type, canonical JSON) as text, which is what the
+     * reference dedupes on; two byte strings can format alike (NaN payloads, chlist padding). */
+    intern_t jkeys;
+    int32_t *vfirst; /* per value row: the vkeys index that made it (its fragment) */
+    size_t vfirst_cap;
     int32_t nvalues;
     /* Signatures: the exact inputs of a file's (channel's) embedding tokens, interned, so a
      * reader embeds each distinct one once, and can keep its vector across chunks. */
@@ -1129,7 +1134,7 @@ static const vinfo_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_
     vinfo_t *v;
     scalars_t s;
     int added;
-    int32_t k;
+    int32_t k, j;
     ck->key.len = 0;
     cb_put(&ck->key, name, r->name_len); /* names and types end at a NUL, so \0 separates them */
     cb_char(&ck->key, 0);
@@ -1156,6 +1161,28 @@ static const vinfo_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_
         return v;
     }
     if (ck->tmp.failed) return NULL;
+    ck->key.len = 0; /* now the text key: name and type as the columns hold them, then the JSON */
+    put_text(&ck->key, name, r->name_len, 0);
+    cb_char(&ck->key, 0);
+    put_text(&ck->key, type, r->type_len, 0);
+    cb_char(&ck->key, 0);
+    cb_put(&ck->key, ck->tmp.p, ck->tmp.len);
+    if (ck->key.failed || (j = intern(&ck->jkeys, ck->key.p, ck->key.len, &added)) < 0) return NULL;
+    if (!added) { /* formats like an earlier value: the same row, the same fragment */
+        const vinfo_t *first = &ck->vinfo[ck->vfirst[j]];
+        v->index = j;
+        v->frag_off = first->frag_off;
+        v->frag_len = first->frag_len;
+        return v;
+    }
+    if ((size_t) j >= ck->vfirst_cap) {
+        size_t ncap = ck->vfirst_cap ? ck->vfirst_cap * 2 : 1024;
+        int32_t *nf = realloc(ck->vfirst, ncap * sizeof(*nf));
+        if (!nf) return NULL;
+        ck->vfirst = nf;
+        ck->vfirst_cap = ncap;
+    }
+    ck->vfirst[j] = k;
     v->index = ck->nvalues++;
     put_text(col_str_begin(&V[V_NAME]), name, r->name_len, 0);
     col_str_end(&V[V_NAME]);
@@ -1399,7 +1426,9 @@ static void free_chunk(chunk_t *ck)
     free(ck->frags.p);
     free(ck->sig.p);
     free(ck->vinfo);
+    free(ck->vfirst);
     intern_free(&ck->vkeys);
+    intern_free(&ck->jkeys);
     intern_free(&ck->fsigs);
     intern_free(&ck->csigs);
     free(ck->signames.name);
@@ -1497,7 +1526,8 @@ static size_t chunk_bytes(const chunk_t *ck)
            + cols_bytes(ck->attrs, A_N) + cols_bytes(ck->values, V_N) + cols_bytes(&ck->vkeys.keys, 1)
            + cols_bytes(&ck->fsigs.keys, 1) + cols_bytes(&ck->csigs.keys, 1) + ck->frags.cap + ck->sig.cap
            + ck->hjson.cap + ck->tmp.cap + ck->key.cap + ck->vinfo_cap * sizeof(vinfo_t)
-           + (ck->vkeys.cap + ck->fsigs.cap + ck->csigs.cap) * sizeof(islot_t);
+           + cols_bytes(&ck->jkeys.keys, 1) + ck->vfirst_cap * sizeof(int32_t)
+           + (ck->vkeys.cap + ck->jkeys.cap + ck->fsigs.cap + ck->csigs.cap) * sizeof(islot_t);
 }
 
 PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items, PyObject *signames,

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import xxhash
 
 from ..columnar import dedupe_values
@@ -239,13 +238,8 @@ def scan_chunk(
         [dict(zip(RAW_SCHEMAS["errors"].names, row, strict=True)) for row in out["errors"]],
         schema=RAW_SCHEMAS["errors"],
     )
-    # The scanner keys values by their bytes; two byte strings can have one canonical JSON
-    # (NaN payloads, chlist padding): merge those, as the reference (keyed by JSON) does.
-    remap, values = dedupe_values(tables["values"])
-    attrs = tables["attributes"]
-    if values.num_rows < tables["values"].num_rows:
-        attrs = attrs.set_column(2, RAW_SCHEMAS["attributes"].field(2), pc.take(remap, attrs["value_index"]))
-    tables.update(attributes=attrs, values=values.cast(RAW_SCHEMAS["values"]))
+    # (the scanner merges values whose bytes differ but whose canonical JSON is one, as the
+    # reference, keyed by that JSON, does: NaN payloads, chlist padding)
     sig = Signatures(
         names=tuple(signature_names),
         files=_array(pa.int32(), out["files"]["signature"]).to_numpy(),
