@@ -355,3 +355,41 @@ def test_writer_appends_small_row_groups_and_one_writer_per_process(db_path) -> 
             DuckDBCatalog(str(db_path), read_only=True)
     with DuckDBCatalog(str(db_path), read_only=True) as ro:
         assert ro.count("attributes") == len(paths) * 2 * 4 and ro.count("files") == len(paths)
+
+
+def test_replaced_headers_leave_orphans_until_collected(db_path, monkeypatch) -> None:
+    """A changed header's old child rows stay in the stored tables, invisible (the views join
+    them to their file row, and the new header has a new file_key), counted in catalog_meta;
+    once the orphaned files pass ORPHAN_FRACTION of the files (ORPHAN_MIN at least) the upsert
+    collects them all, and so does prune."""
+    import exr_inspector.catalog.duckdb as duck
+
+    monkeypatch.setattr(duck, "ORPHAN_MIN", 6)
+    monkeypatch.setattr(duck, "ORPHAN_FRACTION", 0.5)
+    a = paths_of(10)
+
+    def stored(cat) -> int:
+        return cat.query("SELECT count(*) AS n FROM attribute_rows").column(0)[0].as_py()
+
+    def orphans(cat) -> int:
+        rows = cat.query("SELECT value FROM catalog_meta WHERE key = 'orphan_files'").to_pylist()
+        return int(rows[0]["value"]) if rows else 0
+
+    with DuckDBCatalog(str(db_path)) as cat:
+        cat.upsert(make_batch(a))
+        live = 10 * 2 * 4
+        cat.upsert(make_batch(a[:3], "h2", n_attrs=5))  # 3 changed: orphans kept, not visible
+        assert cat.count("attributes") == live - 3 * 8 + 3 * 10 and stored(cat) == live + 3 * 10
+        assert orphans(cat) == 3
+        assert {r["header_hash"] for r in cat.query("SELECT header_hash FROM attributes a JOIN files f "
+                                                     "USING (file_id)").to_pylist()} == {"h1", "h2"}
+        cat.upsert(make_batch(a[3:5], "h2", n_attrs=5))  # 5 orphaned files: < max(6, 0.5 * 10)
+        assert orphans(cat) == 5 and stored(cat) > cat.count("attributes")
+        cat.upsert(make_batch(a[5:6], "h2", n_attrs=5))  # 6: collected, in that upsert's transaction
+        assert orphans(cat) == 0 and stored(cat) == cat.count("attributes") == 6 * 10 + 4 * 8
+        for name in ("parts", "channels"):
+            assert cat.query(f"SELECT count(*) FROM {duck.STORED[name]}").column(0)[0].as_py() == cat.count(name)
+        cat.upsert(make_batch(a[6:8], "h3"))
+        assert orphans(cat) == 2 and stored(cat) > cat.count("attributes")
+        cat.prune(T0 - dt.timedelta(days=1))  # nothing missing, but prune collects the orphans
+        assert orphans(cat) == 0 and stored(cat) == cat.count("attributes")

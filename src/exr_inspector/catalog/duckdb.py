@@ -90,6 +90,10 @@ def ddl_for(name: str, schema: pa.Schema) -> str:
 
 
 MERGE_FILES = 4096  # files per merge inside an upsert_stream transaction (see upsert_stream)
+# A replaced header's child rows are left orphaned, and collected in one pass once the
+# orphaned files reach this fraction of the catalog's files (and at least ORPHAN_MIN).
+ORPHAN_FRACTION = 0.1
+ORPHAN_MIN = 1_000
 MERGE_BYTES = 128 << 20  # or this much Arrow data (huge headers): what one merge holds in memory
 
 # Child table -> the table that stores it (the catalog table is a view over it).
@@ -465,6 +469,7 @@ class DuckDBCatalog(Catalog):
                 total.errors += stats.errors
 
         with self._transaction("upsert"):
+            self._orphans = 0
             self._next_key = {name: _scalar(con, f"SELECT coalesce(max({key.name}) + 1, 0) FROM {table}")
                               for name, (table, key) in SHARED_TABLES.items()}
             self._next_file_key = _scalar(con, f"SELECT coalesce(max(file_key) + 1, 0) FROM {FILES_TABLE}")
@@ -480,7 +485,26 @@ class DuckDBCatalog(Catalog):
                     group, files, nbytes = [], 0, 0
             if group:
                 merge(group)
+            if self._orphans:
+                self._count_orphans(con, self._orphans)
         return total
+
+    def _count_orphans(self, con: duckdb.DuckDBPyConnection, new: int) -> None:
+        """Add ``new`` orphaned files to the count in catalog_meta; past ``ORPHAN_FRACTION`` of
+        the files (and at least ``ORPHAN_MIN``), collect them all, in the same transaction."""
+        before = _scalar(con, "SELECT max(value) FROM catalog_meta WHERE key = 'orphan_files'")
+        orphans = int(before or 0) + new
+        if orphans >= max(ORPHAN_MIN, ORPHAN_FRACTION * _scalar(con, f"SELECT count(*) FROM {FILES_TABLE}")):
+            self._collect_orphans(con)
+            orphans = 0
+        con.execute("DELETE FROM catalog_meta WHERE key = 'orphan_files'")
+        con.execute("INSERT INTO catalog_meta VALUES ('orphan_files', ?)", [str(orphans)])
+
+    @staticmethod
+    def _collect_orphans(con: duckdb.DuckDBPyConnection) -> None:
+        """Delete the child rows whose file row is gone (replaced headers): one pass per table."""
+        for table in STORED.values():
+            con.execute(f"DELETE FROM {table} WHERE file_key NOT IN (SELECT file_key FROM {FILES_TABLE})")
 
     def _merge_one(self, con: duckdb.DuckDBPyConnection, batch: IngestBatch) -> UpsertStats:
         registered: list[str] = []
@@ -526,15 +550,13 @@ class DuckDBCatalog(Catalog):
                 WHERE file_rows.file_path_normalized = b.file_path_normalized AND file_rows.header_hash = b.header_hash""",
                 [now])
         if stats.replaced:
-            # A file's child rows were appended together under one key: constant bounds let the
-            # scan skip every row group outside them (measured: half the time of the bare IN).
-            lo, hi = con.execute("SELECT min(old_key), max(old_key) FROM _upsert_keys WHERE action = 'changed'"
-                                 ).fetchall()[0]
-            for table in STORED.values():
-                con.execute(f"DELETE FROM {table} WHERE file_key BETWEEN {int(lo)} AND {int(hi)} AND file_key IN "
-                            "(SELECT old_key FROM _upsert_keys WHERE action = 'changed')")
+            # The old file row goes; its child rows stay behind, orphaned (the views join them to
+            # file_rows by file_key, and a changed header gets a new key), until there are enough
+            # of them to be worth a pass over the child tables (see _collect_orphans): deleting
+            # a nightly 1% of changed files' children took most of that re-crawl's time.
             con.execute("DELETE FROM file_rows WHERE file_path_normalized IN "
                         "(SELECT path FROM _upsert_keys WHERE action = 'changed')")
+            self._orphans += stats.replaced
         if stats.inserted or stats.replaced:
             con.execute("""
                 INSERT INTO file_rows BY NAME
@@ -693,9 +715,9 @@ class DuckDBCatalog(Catalog):
         gone = ("SELECT file_key FROM file_rows WHERE missing_since < ? AND starts_with(file_path_normalized, ?)")
         params = [naive_utc(missing_before), prefix]
         with self._transaction("prune"):
-            for table in STORED.values():
-                con.execute(f"DELETE FROM {table} WHERE file_key IN ({gone})", params)
             n = _scalar(con, f"DELETE FROM file_rows WHERE file_key IN ({gone})", params)
+            self._collect_orphans(con)  # the pruned files' children, and those of replaced headers
+            con.execute("DELETE FROM catalog_meta WHERE key = 'orphan_files'")
             con.execute(f"""DELETE FROM {EMBEDDINGS_TABLE} WHERE embedding_key NOT IN
                             (SELECT embedding_key FROM {FILES_TABLE} WHERE embedding_key IS NOT NULL)""")
             for name, (table, key) in SHARED_TABLES.items():
