@@ -1116,6 +1116,21 @@ static int emit_channels(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t
 
 /* ---- the chunk's distinct attributes ------------------------------------- */
 
+/* Room for item `index` in the array *items of *cap items of `size` bytes (growing by
+ * doubling). -1 when out of memory, the array left as it was. */
+static int reserve_items(void **items, size_t *cap, size_t index, size_t size)
+{
+    size_t ncap = *cap ? *cap : 1024;
+    void *grown;
+    if (index < *cap) return 0;
+    while (ncap <= index) ncap *= 2;
+    grown = realloc(*items, ncap * size);
+    if (!grown) return -1;
+    *items = grown;
+    *cap = ncap;
+    return 0;
+}
+
 /* Whether the attribute named name[0..n) is one whose value makes file tokens. */
 static int in_signature(const names_t *names, const uint8_t *name, size_t n)
 {
@@ -1135,6 +1150,7 @@ static const vinfo_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_
     scalars_t s;
     int added;
     int32_t k, j;
+    void *items;
     ck->key.len = 0;
     cb_put(&ck->key, name, r->name_len); /* names and types end at a NUL, so \0 separates them */
     cb_char(&ck->key, 0);
@@ -1146,13 +1162,9 @@ static const vinfo_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_
     if (k < 0) return NULL;
     *key_index = k;
     if (!added) return &ck->vinfo[k];
-    if ((size_t) k >= ck->vinfo_cap) {
-        size_t ncap = ck->vinfo_cap ? ck->vinfo_cap * 2 : 1024;
-        vinfo_t *nv = realloc(ck->vinfo, ncap * sizeof(*nv));
-        if (!nv) return NULL;
-        ck->vinfo = nv;
-        ck->vinfo_cap = ncap;
-    }
+    items = ck->vinfo;
+    if (reserve_items(&items, &ck->vinfo_cap, (size_t) k, sizeof(vinfo_t)) < 0) return NULL;
+    ck->vinfo = items;
     v = &ck->vinfo[k];
     v->in_sig = in_signature(&ck->signames, name, r->name_len);
     ck->tmp.len = 0;
@@ -1175,13 +1187,9 @@ static const vinfo_t *value_of(chunk_t *ck, const exr_scan_t *c, const exr_attr_
         v->frag_len = first->frag_len;
         return v;
     }
-    if ((size_t) j >= ck->vfirst_cap) {
-        size_t ncap = ck->vfirst_cap ? ck->vfirst_cap * 2 : 1024;
-        int32_t *nf = realloc(ck->vfirst, ncap * sizeof(*nf));
-        if (!nf) return NULL;
-        ck->vfirst = nf;
-        ck->vfirst_cap = ncap;
-    }
+    items = ck->vfirst;
+    if (reserve_items(&items, &ck->vfirst_cap, (size_t) j, sizeof(int32_t)) < 0) return NULL;
+    ck->vfirst = items;
     ck->vfirst[j] = k;
     v->index = ck->nvalues++;
     put_text(col_str_begin(&V[V_NAME]), name, r->name_len, 0);
