@@ -16,8 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exr_inspector.crawl.columns import header_hash, scan_chunk, scan_chunk_reference
+from exr_inspector.embed import SIGNATURE_NAMES
 from exr_inspector.exr import read_header
 from test_fuzz import EXAMPLES, mutated
+from test_signatures import assert_sound
 
 from conftest import corpus_root
 from parsers import require_native
@@ -31,8 +33,9 @@ def _nan_equal(values: list) -> list:
 
 def assert_same(paths, **limits):
     require_native()
-    nat = scan_chunk(paths, native=True, **limits)
+    nat = scan_chunk(paths, native=True, signature_names=SIGNATURE_NAMES, **limits)
     ref = scan_chunk_reference(paths, **limits)
+    assert_sound(nat)  # equal signatures, equal embedding tokens: on hostile files too
     for name, table in ref.tables().items():
         other = nat.tables()[name]
         assert other.schema == table.schema, name
