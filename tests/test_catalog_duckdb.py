@@ -13,7 +13,15 @@ import pytest
 
 from catalog_contract import T0, CatalogContract, make_batch, paths_of
 from exr_inspector.catalog.base import CatalogError, open_catalog
-from exr_inspector.catalog.duckdb import FILES_STORED, STORED, DuckDBCatalog, ddl_for, sql_type, stored_schema
+from exr_inspector.catalog.duckdb import (
+    FILES_STORED,
+    LIST_COLUMNS,
+    STORED,
+    DuckDBCatalog,
+    ddl_for,
+    sql_type,
+    stored_schema,
+)
 from exr_inspector.catalog.schema import EMBEDDING_DIM, SCHEMA_VERSION, TABLES
 
 
@@ -64,6 +72,13 @@ def test_rollback_after_delete_step(db_path):
         assert cat.query("SELECT count(*) FROM duckdb_tables() WHERE temporary").column(0)[0].as_py() == 0
     with DuckDBCatalog(str(db_path)) as cat:  # and the file on disk agrees
         assert (cat.count("files"), cat.count("parts")) == (2, 6)
+
+
+def stored_children(cat: DuckDBCatalog, table: str) -> int:
+    """Rows of a stored table; in a list table (attribute_rows, channel_rows), the keys in its lists."""
+    lists = {STORED[name]: column for name, column in LIST_COLUMNS.items()}
+    what = f"coalesce(sum(len({lists[table]})), 0)" if table in lists else "count(*)"
+    return cat.query(f"SELECT {what} FROM {table}").column(0)[0].as_py()
 
 
 def test_ddl_derived_from_schema(tmp_path):
@@ -184,6 +199,36 @@ def test_version_2_catalog_moves_to_stored_layout(db_path):
         assert cat.upsert(make_batch(paths_of(4), ["h2"] * 4)).replaced == 3
 
 
+def test_version_3_catalog_gathers_child_rows_into_lists(db_path):
+    """Version 3 stored a row per attribute and channel: opened for writing, each part's keys
+    become one list row, in their order, and every view reads back the same."""
+    import exr_inspector.catalog.duckdb as duck
+
+    batch = make_batch(paths_of(4), n_parts=2, n_channels=3, n_attrs=5)
+    with DuckDBCatalog(str(db_path)) as cat:
+        cat.upsert(batch)
+        before = {name: cat.scan(name) for name in ("files", "parts", "channels", "attributes")}
+    con = duckdb.connect(str(db_path))  # make it what version 3 stored
+    for name, column in LIST_COLUMNS.items():
+        table, key = STORED[name], "value_key" if name == "attributes" else "channel_key"
+        con.execute(f"CREATE TABLE {table}_v3 AS SELECT file_key, part_index, unnest({column}) AS {key} "
+                    f"FROM {table} ORDER BY file_key, part_index")
+        con.execute(f"DROP VIEW {name}")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE {table}_v3 RENAME TO {table}")
+        con.execute(duck.view_for(name).replace(duck._unnested(name), f'"{table}"'))  # its view over the rows
+    con.execute("UPDATE catalog_meta SET value = '3'")
+    con.close()
+    with pytest.raises(CatalogError, match="upgrade it"):
+        DuckDBCatalog(str(db_path), read_only=True)
+    with DuckDBCatalog(str(db_path)) as cat:
+        assert cat.query("SELECT value FROM catalog_meta").to_pylist() == [{"value": str(SCHEMA_VERSION)}]
+        for name, want in before.items():
+            assert cat.scan(name).equals(want), name  # same rows, same order within each part
+        assert cat.query("SELECT count(*) FROM attribute_rows").column(0)[0].as_py() == 4 * 2
+        assert cat.upsert(make_batch(paths_of(5), ["h2"] * 5)).replaced == 4
+
+
 def test_version_1_catalog_is_upgraded_in_place(db_path):
     write_v2_catalog(db_path, make_batch(paths_of(2)))
     con = duckdb.connect(str(db_path))  # make it what version 1 wrote
@@ -278,15 +323,16 @@ def test_stored_layout_keeps_each_value_once_and_prune_collects_orphans(db_path)
     paths = paths_of(5)
 
     def stored(cat):
-        return {t: cat.query(f"SELECT count(*) FROM {t}").column(0)[0].as_py()
-                for t in ("attribute_rows", "attribute_values", "channel_rows", "channel_defs",
-                          "channel_fingerprints", "file_embeddings")}
+        return {t: stored_children(cat, t) for t in ("attribute_rows", "attribute_values", "channel_rows",
+                                                     "channel_defs", "channel_fingerprints", "file_embeddings")}
 
     with DuckDBCatalog(str(db_path)) as cat:
         batch = make_batch(paths, n_parts=2, n_channels=4, n_attrs=6)
         cat.upsert(batch)
         got = stored(cat)
         assert got["attribute_rows"] == 5 * 2 * 6 and got["attribute_values"] == 6  # one per distinct value
+        # one stored row per part, its keys a list
+        assert cat.query("SELECT count(*) FROM attribute_rows").column(0)[0].as_py() == 5 * 2
         want = batch.attributes.sort_by([("file_id", "ascending"), ("part_index", "ascending"),
                                          ("attr_name", "ascending")])
         assert cat.scan("attributes").sort_by([("file_id", "ascending"), ("part_index", "ascending"),
@@ -344,10 +390,10 @@ def test_writer_appends_small_row_groups_and_one_writer_per_process(db_path) -> 
     same; a second open of the file in this process while it is open is a clear CatalogError."""
     import exr_inspector.catalog.duckdb as duck
 
-    paths = paths_of(duck.ROW_GROUP_ROWS // 2)  # x 2 parts x 4 attributes: 4 row groups of attribute rows
+    paths = paths_of(duck.ROW_GROUP_ROWS * 2)  # x 2 parts: 4 row groups of part rows
     with DuckDBCatalog(str(db_path)) as cat:
         cat.upsert(make_batch(paths))
-        groups = cat.query("SELECT row_group_id, sum(count) AS n FROM pragma_storage_info('attribute_rows') "
+        groups = cat.query("SELECT row_group_id, sum(count) AS n FROM pragma_storage_info('part_rows') "
                            "WHERE column_path = '[0]' GROUP BY ALL").to_pylist()
         assert len(groups) >= 4 and max(g["n"] for g in groups) <= duck.ROW_GROUP_ROWS
         assert cat.count("attributes") == len(paths) * 2 * 4
@@ -369,7 +415,7 @@ def test_replaced_headers_leave_orphans_until_collected(db_path, monkeypatch) ->
     a = paths_of(10)
 
     def stored(cat) -> int:
-        return cat.query("SELECT count(*) AS n FROM attribute_rows").column(0)[0].as_py()
+        return stored_children(cat, "attribute_rows")
 
     def orphans(cat) -> int:
         rows = cat.query("SELECT value FROM catalog_meta WHERE key = 'orphan_files'").to_pylist()
@@ -388,7 +434,7 @@ def test_replaced_headers_leave_orphans_until_collected(db_path, monkeypatch) ->
         cat.upsert(make_batch(a[5:6], "h2", n_attrs=5))  # 6: collected, in that upsert's transaction
         assert orphans(cat) == 0 and stored(cat) == cat.count("attributes") == 6 * 10 + 4 * 8
         for name in ("parts", "channels"):
-            assert cat.query(f"SELECT count(*) FROM {duck.STORED[name]}").column(0)[0].as_py() == cat.count(name)
+            assert stored_children(cat, duck.STORED[name]) == cat.count(name)
         cat.upsert(make_batch(a[6:8], "h3"))
         assert orphans(cat) == 2 and stored(cat) > cat.count("attributes")
         cat.prune(T0 - dt.timedelta(days=1))  # nothing missing, but prune collects the orphans

@@ -14,7 +14,8 @@ import pyarrow as pa
 
 # 2: files.renamed_from, crawl_runs.host/pid (added as nullable columns on upgrade)
 # 3: the DuckDB catalog stores child rows without file_path and each channel fingerprint once
-SCHEMA_VERSION = 3
+# 4: the DuckDB catalog stores a part's attribute and channel keys as one list row
+SCHEMA_VERSION = 4
 EMBEDDING_DIM = 384  # files.metadata_embedding
 FINGERPRINT_DIM = 128  # channels.channel_fingerprint
 
