@@ -461,7 +461,7 @@ static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 static uint64_t round64(uint64_t acc, uint64_t in) { return rotl(acc + in * P2, 31) * P1; }
 static uint64_t merge64(uint64_t acc, uint64_t v) { return (acc ^ round64(0, v)) * P1 + P4; }
 
-static uint64_t xxh64(const uint8_t *p, size_t n, uint64_t seed)
+uint64_t internal_exr_xxh64(const uint8_t *p, size_t n, uint64_t seed)
 {
     const uint8_t *end = p + n;
     uint64_t h;
@@ -497,6 +497,8 @@ static uint64_t xxh64(const uint8_t *p, size_t n, uint64_t seed)
     h ^= h >> 32;
     return h;
 }
+
+#define xxh64 internal_exr_xxh64
 
 /* xxh64 with seeds 0 and 1 at once (the 128 bits of a header hash): one pass over the
  * bytes, and two independent dependency chains for the CPU to overlap. */

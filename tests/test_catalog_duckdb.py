@@ -217,6 +217,9 @@ def test_version_3_catalog_gathers_child_rows_into_lists(db_path):
         con.execute(f"DROP TABLE {table}")
         con.execute(f"ALTER TABLE {table}_v3 RENAME TO {table}")
         con.execute(duck.view_for(name).replace(duck._unnested(name), f'"{table}"'))  # its view over the rows
+    con.execute("DROP INDEX file_rows_file_path_normalized_idx")  # and version 3 had no path_hash
+    con.execute("ALTER TABLE file_rows DROP COLUMN path_hash")
+    con.execute("CREATE INDEX file_rows_file_path_normalized_idx ON file_rows (file_path_normalized)")
     con.execute("UPDATE catalog_meta SET value = '3'")
     con.close()
     with pytest.raises(CatalogError, match="upgrade it"):
@@ -226,6 +229,7 @@ def test_version_3_catalog_gathers_child_rows_into_lists(db_path):
         for name, want in before.items():
             assert cat.scan(name).equals(want), name  # same rows, same order within each part
         assert cat.query("SELECT count(*) FROM attribute_rows").column(0)[0].as_py() == 4 * 2
+        assert sorted(cat.lookup(paths_of(5))["file_path_normalized"].to_pylist()) == paths_of(4)  # by path_hash
         assert cat.upsert(make_batch(paths_of(5), ["h2"] * 5)).replaced == 4
 
 
@@ -439,3 +443,29 @@ def test_replaced_headers_leave_orphans_until_collected(db_path, monkeypatch) ->
         assert orphans(cat) == 2 and stored(cat) > cat.count("attributes")
         cat.prune(T0 - dt.timedelta(days=1))  # nothing missing, but prune collects the orphans
         assert orphans(cat) == 0 and stored(cat) == cat.count("attributes")
+
+
+def test_path_hash_collisions_change_nothing(db_path, monkeypatch) -> None:
+    """Rows are found by path_hash, then matched by path: with every path hashing alike,
+    lookups, upserts, touch and mark_missing do exactly what they do with real hashes."""
+    import numpy as np
+
+    import exr_inspector.catalog.duckdb as duck
+
+    a = paths_of(12)
+    results = []
+    for collide in (False, True):
+        if collide:
+            monkeypatch.setattr(duck, "hash_paths", lambda paths: np.zeros(len(paths), np.uint64))
+        with DuckDBCatalog(str(db_path.with_name(f"c{collide}.duckdb"))) as cat:
+            cat.upsert(make_batch(a[:8]))
+            stats = cat.upsert(make_batch(a[4:12], ["h1"] * 2 + ["h2"] * 6))
+            found = cat.lookup([a[0], a[11], "/not/there.exr"])["file_path_normalized"].to_pylist()
+            touched = cat.touch(a[:3] + ["/not/there.exr"], T0 + dt.timedelta(hours=1))
+            missing = cat.mark_missing(a[10:], T0 + dt.timedelta(hours=2))
+            rows = cat.query("SELECT file_path_normalized, header_hash, inspection_count, missing_since IS NULL AS here "
+                             "FROM files ORDER BY 1").to_pylist()
+            results.append(((stats.inserted, stats.replaced, stats.unchanged), sorted(found), touched, missing, rows,
+                            cat.count("attributes"), cat.count("channels")))
+    assert results[0] == results[1]
+    assert results[0][0] == (4, 2, 2) and results[0][2:4] == (3, 2) and results[0][5] == 12 * 2 * 4

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..catalog.base import Catalog, naive_utc
-from ..embed.kernels import hash_strings
+from ..columnar import hash_paths
 from .walk import WalkChunk, Walker
 
 WINDOW = 16384  # paths per catalog lookup: one round trip per window, bounded memory
@@ -40,8 +40,8 @@ class Changes:
 
 
 def path_hashes(paths: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """XXH64 of each path, in bulk (numba, over the Arrow buffers)."""
-    return hash_strings(paths)
+    """XXH64 of each path, in bulk (over the Arrow buffers)."""
+    return hash_paths(paths)
 
 
 class Incremental:

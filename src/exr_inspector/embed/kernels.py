@@ -20,6 +20,8 @@ import pyarrow as pa
 import xxhash
 from numba import njit
 
+from ..columnar import string_buffers
+
 _P1 = np.uint64(0x9E3779B185EBCA87)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
 _P3 = np.uint64(0x165667B19E3779F9)
@@ -117,34 +119,6 @@ def hash_tokens_ref(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         [xxhash.xxh64_intdigest(data[offsets[i] : offsets[i + 1]].tobytes(), 0) for i in range(len(offsets) - 1)],
         np.uint64,
     )
-
-
-def string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-copy (data uint8, offsets int32|int64) views of a string array, slice offset applied.
-
-    The offsets are returned as stored (absolute into the data buffer), so a sliced
-    array needs no copy of its bytes. Nulls are refused: a null token has no bytes to hash.
-    """
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
-        off_type = np.int32
-    elif pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):
-        off_type = np.int64
-    else:
-        raise TypeError(f"expected a string array, got {arr.type}")
-    if arr.null_count:
-        raise ValueError("token arrays must not contain nulls")
-    _, off_buf, data_buf = arr.buffers()
-    if off_buf is None or len(arr) == 0:
-        return np.empty(0, np.uint8), np.zeros(1, off_type)
-    offsets = np.frombuffer(off_buf, off_type)[arr.offset : arr.offset + len(arr) + 1]
-    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.empty(0, np.uint8)
-    # Always read-only: numba compiles one specialisation per writability, and an immutable
-    # buffer (IPC, DuckDB) would otherwise load a second one at run time (~6 ms a process).
-    data = data.view()
-    data.flags.writeable = False
-    return data, offsets
 
 
 def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
