@@ -199,6 +199,18 @@ def test_version_2_catalog_moves_to_stored_layout(db_path):
         assert cat.upsert(make_batch(paths_of(4), ["h2"] * 4)).replaced == 3
 
 
+def make_older(db_path, version: int, statements: list[str]) -> None:
+    """Run ``statements`` on the catalog file to make it what ``version`` stored, record that
+    version, and check that a read-only open refuses it until it is upgraded."""
+    con = duckdb.connect(str(db_path))
+    for sql in statements:
+        con.execute(sql)
+    con.execute("UPDATE catalog_meta SET value = ?", [str(version)])
+    con.close()
+    with pytest.raises(CatalogError, match="upgrade it"):
+        DuckDBCatalog(str(db_path), read_only=True)
+
+
 def test_version_3_catalog_gathers_child_rows_into_lists(db_path):
     """Version 3 stored a row per attribute and channel: opened for writing, each part's keys
     become one list row, in their order, and every view reads back the same."""
@@ -208,22 +220,16 @@ def test_version_3_catalog_gathers_child_rows_into_lists(db_path):
     with DuckDBCatalog(str(db_path)) as cat:
         cat.upsert(batch)
         before = {name: cat.scan(name) for name in ("files", "parts", "channels", "attributes")}
-    con = duckdb.connect(str(db_path))  # make it what version 3 stored
+    statements = []
     for name, column in LIST_COLUMNS.items():
         table, key = STORED[name], "value_key" if name == "attributes" else "channel_key"
-        con.execute(f"CREATE TABLE {table}_v3 AS SELECT file_key, part_index, unnest({column}) AS {key} "
-                    f"FROM {table} ORDER BY file_key, part_index")
-        con.execute(f"DROP VIEW {name}")
-        con.execute(f"DROP TABLE {table}")
-        con.execute(f"ALTER TABLE {table}_v3 RENAME TO {table}")
-        con.execute(duck.view_for(name).replace(duck._unnested(name), f'"{table}"'))  # its view over the rows
-    con.execute("DROP INDEX file_rows_file_path_normalized_idx")  # and version 3 had no path_hash
-    con.execute("ALTER TABLE file_rows DROP COLUMN path_hash")
-    con.execute("CREATE INDEX file_rows_file_path_normalized_idx ON file_rows (file_path_normalized)")
-    con.execute("UPDATE catalog_meta SET value = '3'")
-    con.close()
-    with pytest.raises(CatalogError, match="upgrade it"):
-        DuckDBCatalog(str(db_path), read_only=True)
+        statements += [f"CREATE TABLE {table}_v3 AS SELECT file_key, part_index, unnest({column}) AS {key} "
+                       f"FROM {table} ORDER BY file_key, part_index",
+                       f"DROP VIEW {name}", f"DROP TABLE {table}", f"ALTER TABLE {table}_v3 RENAME TO {table}",
+                       duck.view_for(name).replace(duck._unnested(name), f'"{table}"')]  # its view over the rows
+    make_older(db_path, 3, [*statements, "DROP INDEX file_rows_file_path_normalized_idx",  # and no path_hash
+                            "ALTER TABLE file_rows DROP COLUMN path_hash",
+                            "CREATE INDEX file_rows_file_path_normalized_idx ON file_rows (file_path_normalized)"])
     with DuckDBCatalog(str(db_path)) as cat:
         assert cat.query("SELECT value FROM catalog_meta").to_pylist() == [{"value": str(SCHEMA_VERSION)}]
         for name, want in before.items():
@@ -235,16 +241,9 @@ def test_version_3_catalog_gathers_child_rows_into_lists(db_path):
 
 def test_version_1_catalog_is_upgraded_in_place(db_path):
     write_v2_catalog(db_path, make_batch(paths_of(2)))
-    con = duckdb.connect(str(db_path))  # make it what version 1 wrote
-    con.execute("DROP INDEX files_file_path_normalized_idx")
-    con.execute("ALTER TABLE files DROP COLUMN renamed_from")
-    con.execute("ALTER TABLE crawl_runs DROP COLUMN host")
-    con.execute("ALTER TABLE crawl_runs DROP COLUMN pid")
-    con.execute("CREATE INDEX files_file_path_normalized_idx ON files (file_path_normalized)")
-    con.execute("UPDATE catalog_meta SET value = '1'")
-    con.close()
-    with pytest.raises(CatalogError, match="upgrade it"):
-        DuckDBCatalog(str(db_path), read_only=True)
+    make_older(db_path, 1, ["DROP INDEX files_file_path_normalized_idx", "ALTER TABLE files DROP COLUMN renamed_from",
+                            "ALTER TABLE crawl_runs DROP COLUMN host", "ALTER TABLE crawl_runs DROP COLUMN pid",
+                            "CREATE INDEX files_file_path_normalized_idx ON files (file_path_normalized)"])
     with DuckDBCatalog(str(db_path)) as cat:
         assert cat.query("SELECT value FROM catalog_meta").to_pylist() == [{"value": str(SCHEMA_VERSION)}]
         assert cat.scan("files", ["renamed_from"])["renamed_from"].to_pylist() == [None, None]
