@@ -68,7 +68,7 @@ def string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
     """Zero-copy (data uint8, offsets int32|int64) views of a string array, slice offset applied.
 
     The offsets are returned as stored (absolute into the data buffer), so a sliced
-    array needs no copy of its bytes. Nulls are refused: a null token has no bytes to hash.
+    array needs no copy of its bytes. Nulls are refused: a null has no bytes to hash.
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
@@ -79,7 +79,7 @@ def string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
     else:
         raise TypeError(f"expected a string array, got {arr.type}")
     if arr.null_count:
-        raise ValueError("token arrays must not contain nulls")
+        raise ValueError("string arrays to hash must not contain nulls")
     _, off_buf, data_buf = arr.buffers()
     if off_buf is None or len(arr) == 0:
         return np.empty(0, np.uint8), np.zeros(1, off_type)
