@@ -190,8 +190,8 @@ def view_for(name: str) -> str:
     return f"CREATE OR REPLACE VIEW {_q(name)} AS SELECT {', '.join(cols)} FROM {_unnested(name)} r {joins}"
 
 
-def _candidates(con: duckdb.DuckDBPyConnection, source: str, hashes: str) -> None:
-    """TEMP TABLE _candidates: the file_key of every row whose path_hash is one of ``source``'s
+def _candidates(con: duckdb.DuckDBPyConnection, source: str, hashes: str) -> int:
+    """TEMP TABLE _candidates (and how many): the file_key of every row whose path_hash is one of ``source``'s
     ``hashes``. It reads the 8-byte hash column only; the statements that then join file_rows
     on these keys read the rows' other columns only near them (DuckDB pushes the keys' range
     into the scan, and a crawl's rows lie in file_key order): a 16,384-path lookup against 2
@@ -199,6 +199,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, source: str, hashes: str) -> Non
     compared after."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _candidates AS SELECT file_key FROM {FILES_TABLE} "
                 f"WHERE path_hash IN (SELECT {hashes} FROM {source})")
+    return _scalar(con, "SELECT count(*) FROM _candidates")
 
 
 def _per_part(cols: list) -> list:
@@ -639,7 +640,31 @@ class DuckDBCatalog(Catalog):
         """The upsert's statements, run inside its transaction over the registered ``_batch_*`` views."""
         now = naive_utc(batch.now)
         n_errors = batch.errors.num_rows
-        _candidates(con, "_batch_files", "path_hash")
+        known = _candidates(con, "_batch_files", "path_hash")
+        if known:
+            stats = self._merge_files(con, now, n_errors)
+        else:  # no stored path has any of these hashes: every file is new (a first crawl), nothing to join
+            stats = UpsertStats(batch.num_files, 0, 0, n_errors)
+            con.execute("INSERT INTO file_rows BY NAME SELECT b.* REPLACE (? AS last_inspected) FROM _batch_files b",
+                        [now])
+        if stats.inserted or stats.replaced:
+            con.execute(f"""INSERT INTO {EMBEDDINGS_TABLE} SELECT * FROM _batch_embeddings
+                            WHERE embedding_key NOT IN (SELECT embedding_key FROM {EMBEDDINGS_TABLE})""")
+            if batch.fingerprints.num_rows:
+                register("_batch_fingerprints", batch.fingerprints)
+                con.execute(f"""INSERT INTO {FINGERPRINT_TABLE} SELECT * FROM _batch_fingerprints
+                                WHERE fingerprint_key NOT IN (SELECT fingerprint_key FROM {FINGERPRINT_TABLE})""")
+            self._insert_children(con, batch, stats.unchanged > 0)
+        if n_errors:
+            con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM _batch_crawl_errors")
+        if known:
+            con.execute("DROP TABLE _upsert_keys")
+        con.execute("DROP TABLE _candidates")
+        return stats
+
+    def _merge_files(self, con: duckdb.DuckDBPyConnection, now: dt.datetime, n_errors: int) -> UpsertStats:
+        """The batch's file rows against the stored ones with the same paths (TEMP TABLE
+        _upsert_keys): new and changed files inserted, unchanged ones' audit columns updated."""
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _upsert_keys AS
             SELECT b.file_path_normalized AS path, b.file_id AS new_id, f.file_key AS old_key,
@@ -672,17 +697,6 @@ class DuckDBCatalog(Catalog):
                                     coalesce(k.inspection_count + 1, b.inspection_count) AS inspection_count)
                 FROM _batch_files b JOIN _upsert_keys k ON k.path = b.file_path_normalized
                 WHERE k.action <> 'same'""", [now])
-            con.execute(f"""INSERT INTO {EMBEDDINGS_TABLE} SELECT * FROM _batch_embeddings
-                            WHERE embedding_key NOT IN (SELECT embedding_key FROM {EMBEDDINGS_TABLE})""")
-            if batch.fingerprints.num_rows:
-                register("_batch_fingerprints", batch.fingerprints)
-                con.execute(f"""INSERT INTO {FINGERPRINT_TABLE} SELECT * FROM _batch_fingerprints
-                                WHERE fingerprint_key NOT IN (SELECT fingerprint_key FROM {FINGERPRINT_TABLE})""")
-            self._insert_children(con, batch, stats.unchanged > 0)
-        if n_errors:
-            con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM _batch_crawl_errors")
-        con.execute("DROP TABLE _upsert_keys")
-        con.execute("DROP TABLE _candidates")
         return stats
 
     def _insert_children(self, con: duckdb.DuckDBPyConnection, batch: IngestBatch, some_unchanged: bool) -> None:
