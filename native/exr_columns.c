@@ -231,7 +231,7 @@ typedef struct {
     /* Signatures: the exact inputs of a file's (channel's) embedding tokens, interned, so a
      * reader embeds each distinct one once, and can keep its vector across chunks. */
     names_t signames;
-    cbuf_t sig;
+    cbuf_t sig, csig; /* the file's signature being built; a channel's */
     intern_t fsigs, csigs;
 } chunk_t;
 
@@ -1081,11 +1081,11 @@ static int emit_channels(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t
     if (!r) return 0;
     raw = pv->c->buf + r->value_off;
     n = r->value_len;
-    ck->sig.len = 0;
-    sig_bytes(&ck->sig, ptype, strlen(ptype));
-    cb_char(&ck->sig, comp ? 1 : 0);
-    cb_char(&ck->sig, comp ? (char) pv->c->buf[comp->value_off] : 0);
-    ctx_len = ck->sig.len;
+    ck->csig.len = 0;
+    sig_bytes(&ck->csig, ptype, strlen(ptype));
+    cb_char(&ck->csig, comp ? 1 : 0);
+    cb_char(&ck->csig, comp ? (char) pv->c->buf[comp->value_off] : 0);
+    ctx_len = ck->csig.len;
     for (size_t len; next_channel(raw, n, p, &len); p += len + 17) {
         const uint8_t *f = raw + p + len + 1;
         size_t dot;
@@ -1107,10 +1107,10 @@ static int emit_channels(chunk_t *ck, const part_view_t *pv, int32_t fi, int32_t
         col_i32(&C[C_XS], internal_exr_i32(f + 8));
         col_i32(&C[C_YS], internal_exr_i32(f + 12));
         col_bool(&C[C_PLINEAR], f[4] != 0);
-        ck->sig.len = ctx_len;
-        sig_bytes(&ck->sig, raw + p, len);
-        cb_put(&ck->sig, f, 16);
-        if (ck->sig.failed || (k = intern(&ck->csigs, ck->sig.p, ck->sig.len, &added)) < 0) return -1;
+        ck->csig.len = ctx_len;
+        sig_bytes(&ck->csig, raw + p, len);
+        cb_put(&ck->csig, f, 16);
+        if (ck->csig.failed || (k = intern(&ck->csigs, ck->csig.p, ck->csig.len, &added)) < 0) return -1;
         col_i32(&C[C_SIG], k);
     }
     return 0;
@@ -1268,19 +1268,12 @@ static int emit_file(chunk_t *ck, const exr_scan_t *c, const file_read_t *f, PyO
         any_tiled |= !strcmp(ptype, "tiledimage") || !strcmp(ptype, "deeptile");
         any_deep |= !strcmp(ptype, "deepscanline") || !strcmp(ptype, "deeptile");
         emit_part(ck, &pv, fi, (int32_t) part, ptype);
+        if (emit_channels(ck, &pv, fi, (int32_t) part, ptype) < 0) return -1;
         rec = pv.hi;
     }
     cb_char(&ck->hjson, ']');
     if (ck->hjson.failed || ck->sig.failed) return -1;
     if ((sig = intern(&ck->fsigs, ck->sig.p, ck->sig.len, &added)) < 0) return -1;
-    /* channels after the file's signature: they reuse ck->sig */
-    rec = 0;
-    for (uint32_t part = 0; part < c->nparts; part++) {
-        part_view_t pv = {c, rec, rec};
-        while (pv.hi < c->nrecs && c->recs[pv.hi].part == part) pv.hi++;
-        if (emit_channels(ck, &pv, fi, (int32_t) part, part_type(&pv, c->flags)) < 0) return -1;
-        rec = pv.hi;
-    }
     xxh64_pair(ck->hjson.p, ck->hjson.len, hh);
     snprintf(hhex, sizeof(hhex), "%016llx%016llx", (unsigned long long) hh[0], (unsigned long long) hh[1]);
 
@@ -1435,6 +1428,7 @@ static void free_chunk(chunk_t *ck)
     free(ck->key.p);
     free(ck->frags.p);
     free(ck->sig.p);
+    free(ck->csig.p);
     free(ck->vinfo);
     free(ck->vfirst);
     intern_free(&ck->vkeys);
@@ -1534,7 +1528,7 @@ static size_t chunk_bytes(const chunk_t *ck)
 {
     return cols_bytes(ck->files, F_N) + cols_bytes(ck->parts, P_N) + cols_bytes(ck->channels, C_N)
            + cols_bytes(ck->attrs, A_N) + cols_bytes(ck->values, V_N) + cols_bytes(&ck->vkeys.keys, 1)
-           + cols_bytes(&ck->fsigs.keys, 1) + cols_bytes(&ck->csigs.keys, 1) + ck->frags.cap + ck->sig.cap
+           + cols_bytes(&ck->fsigs.keys, 1) + cols_bytes(&ck->csigs.keys, 1) + ck->frags.cap + ck->sig.cap + ck->csig.cap
            + ck->hjson.cap + ck->tmp.cap + ck->key.cap + ck->vinfo_cap * sizeof(vinfo_t)
            + cols_bytes(&ck->jkeys.keys, 1) + ck->vfirst_cap * sizeof(int32_t)
            + (ck->vkeys.cap + ck->jkeys.cap + ck->fsigs.cap + ck->csigs.cap) * sizeof(islot_t);

@@ -124,44 +124,16 @@ static PyObject *core_scan_chunk(PyObject *self, PyObject *args)
     return rv;
 }
 
-/* The stat of a re-crawl, one directory at a time: fstatat() relative to the open
- * directory (no path walk per file), following symlinks like os.stat(), GIL released. */
-/* XXH64 of every string of an Arrow string array (its data bytes and int64 offsets): path
- * hashes for the catalog and the missing-file pass, without the numba kernels. */
-static PyObject *core_hash_strings(PyObject *self, PyObject *args)
+/* A file's (size, mtime_ns, inode), as every stat this module returns lays it out. */
+static void put_stat(int64_t v[3], const struct stat *st)
 {
-    Py_buffer data, offsets;
-    PyObject *out = NULL;
-    const int64_t *off;
-    uint64_t *h;
-    Py_ssize_t n;
-    (void) self;
-    if (!PyArg_ParseTuple(args, "y*y*", &data, &offsets)) return NULL;
-    if (offsets.len % 8 || offsets.len < 8) {
-        PyErr_SetString(PyExc_ValueError, "hash_strings: offsets must be n + 1 int64 values");
-        goto done;
-    }
-    n = offsets.len / 8 - 1;
-    off = offsets.buf;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > (int64_t) data.len) {
-            PyErr_SetString(PyExc_ValueError, "hash_strings: offsets out of order or past the data");
-            goto done;
-        }
-    }
-    out = PyBytes_FromStringAndSize(NULL, n * 8);
-    if (!out) goto done;
-    h = (uint64_t *) PyBytes_AS_STRING(out);
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++)
-        h[i] = internal_exr_xxh64((const uint8_t *) data.buf + off[i], (size_t) (off[i + 1] - off[i]), 0);
-    Py_END_ALLOW_THREADS
-done:
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&offsets);
-    return out;
+    v[0] = (int64_t) st->st_size;
+    v[1] = (int64_t) st->st_mtim.tv_sec * 1000000000LL + (int64_t) st->st_mtim.tv_nsec;
+    v[2] = (int64_t) st->st_ino;
 }
 
+/* The stat of a re-crawl, one directory at a time: fstatat() relative to the open
+ * directory (no path walk per file), following symlinks like os.stat(), GIL released. */
 static PyObject *core_stat_names(PyObject *self, PyObject *args)
 {
     PyObject *dir, *names, *dirb = NULL, *seq = NULL, *out = NULL, **enc = NULL;
@@ -195,11 +167,7 @@ static PyObject *core_stat_names(PyObject *self, PyObject *args)
         {
             struct stat st;
             if (fd >= 0 && fstatat(fd, ptrs[i], &st, 0) == 0)
-            {
-                v[3 * i] = (int64_t) st.st_size;
-                v[3 * i + 1] = (int64_t) st.st_mtim.tv_sec * 1000000000LL + (int64_t) st.st_mtim.tv_nsec;
-                v[3 * i + 2] = (int64_t) st.st_ino;
-            }
+                put_stat(v + 3 * i, &st);
             else
                 v[3 * i] = v[3 * i + 1] = v[3 * i + 2] = -1;
         }
@@ -213,6 +181,42 @@ fail:
     Py_XDECREF(seq);
     Py_DECREF(dirb);
     if (PyErr_Occurred()) Py_CLEAR(out);
+    return out;
+}
+
+/* XXH64 of every string of an Arrow string array (its data bytes and int64 offsets): path
+ * hashes for the catalog and the missing-file pass, without the numba kernels. */
+static PyObject *core_hash_strings(PyObject *self, PyObject *args)
+{
+    Py_buffer data, offsets;
+    PyObject *out = NULL;
+    const int64_t *off;
+    uint64_t *h;
+    Py_ssize_t n;
+    (void) self;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &offsets)) return NULL;
+    if (offsets.len % 8 || offsets.len < 8) {
+        PyErr_SetString(PyExc_ValueError, "hash_strings: offsets must be n + 1 int64 values");
+        goto done;
+    }
+    n = offsets.len / 8 - 1;
+    off = offsets.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > (int64_t) data.len) {
+            PyErr_SetString(PyExc_ValueError, "hash_strings: offsets out of order or past the data");
+            goto done;
+        }
+    }
+    out = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (!out) goto done;
+    h = (uint64_t *) PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        h[i] = internal_exr_xxh64((const uint8_t *) data.buf + off[i], (size_t) (off[i + 1] - off[i]), 0);
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&offsets);
     return out;
 }
 
@@ -260,9 +264,7 @@ static int listing_add(listing_t *l, const char *name, size_t nl, int is_dir, co
     l->len += nl + 1;
     l->dir[l->n] = (uint8_t) is_dir;
     if (st) {
-        l->st[3 * l->n] = (int64_t) st->st_size;
-        l->st[3 * l->n + 1] = (int64_t) st->st_mtim.tv_sec * 1000000000LL + (int64_t) st->st_mtim.tv_nsec;
-        l->st[3 * l->n + 2] = (int64_t) st->st_ino;
+        put_stat(l->st + 3 * l->n, st);
     } else {
         l->st[3 * l->n] = l->st[3 * l->n + 1] = l->st[3 * l->n + 2] = -1;
     }
@@ -283,11 +285,7 @@ static void *stat_range(void *arg)
         struct stat st;
         int64_t *v = j->l->st + 3 * i;
         if (j->l->dir[i] || v[0] != -1) continue; /* a subdirectory, or stat'ed while classifying */
-        if (fstatat(j->fd, j->l->names + j->l->off[i], &st, 0) == 0) {
-            v[0] = (int64_t) st.st_size;
-            v[1] = (int64_t) st.st_mtim.tv_sec * 1000000000LL + (int64_t) st.st_mtim.tv_nsec;
-            v[2] = (int64_t) st.st_ino;
-        }
+        if (fstatat(j->fd, j->l->names + j->l->off[i], &st, 0) == 0) put_stat(v, &st);
     }
     return NULL;
 }
