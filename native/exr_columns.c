@@ -461,29 +461,17 @@ static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 static uint64_t round64(uint64_t acc, uint64_t in) { return rotl(acc + in * P2, 31) * P1; }
 static uint64_t merge64(uint64_t acc, uint64_t v) { return (acc ^ round64(0, v)) * P1 + P4; }
 
-uint64_t internal_exr_xxh64(const uint8_t *p, size_t n, uint64_t seed)
+/* The four lanes of a long input folded into one, as XXH64 does. */
+static uint64_t fold_lanes(const uint64_t v[4])
 {
-    const uint8_t *end = p + n;
-    uint64_t h;
-    if (n >= 32) {
-        uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
-        const uint8_t *limit = end - 32;
-        do {
-            v1 = round64(v1, internal_exr_u64(p));
-            v2 = round64(v2, internal_exr_u64(p + 8));
-            v3 = round64(v3, internal_exr_u64(p + 16));
-            v4 = round64(v4, internal_exr_u64(p + 24));
-            p += 32;
-        } while (p <= limit);
-        h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
-        h = merge64(h, v1);
-        h = merge64(h, v2);
-        h = merge64(h, v3);
-        h = merge64(h, v4);
-    } else {
-        h = seed + P5;
-    }
-    h += (uint64_t) n;
+    uint64_t h = rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18);
+    for (int k = 0; k < 4; k++) h = merge64(h, v[k]);
+    return h;
+}
+
+/* XXH64's last bytes (fewer than 32, p..end) and its avalanche. */
+static uint64_t finish64(uint64_t h, const uint8_t *p, const uint8_t *end)
+{
     for (; p + 8 <= end; p += 8) h = rotl(h ^ round64(0, internal_exr_u64(p)), 27) * P1 + P4;
     if (p + 4 <= end) {
         h = rotl(h ^ ((uint64_t) internal_exr_u32(p) * P1), 23) * P2 + P3;
@@ -498,6 +486,24 @@ uint64_t internal_exr_xxh64(const uint8_t *p, size_t n, uint64_t seed)
     return h;
 }
 
+uint64_t internal_exr_xxh64(const uint8_t *p, size_t n, uint64_t seed)
+{
+    const uint8_t *end = p + n;
+    uint64_t h;
+    if (n >= 32) {
+        uint64_t v[4] = {seed + P1 + P2, seed + P2, seed, seed - P1};
+        const uint8_t *limit = end - 32;
+        do {
+            for (int k = 0; k < 4; k++) v[k] = round64(v[k], internal_exr_u64(p + 8 * k));
+            p += 32;
+        } while (p <= limit);
+        h = fold_lanes(v);
+    } else {
+        h = seed + P5;
+    }
+    return finish64(h + (uint64_t) n, p, end);
+}
+
 #define xxh64 internal_exr_xxh64
 
 /* xxh64 with seeds 0 and 1 at once (the 128 bits of a header hash): one pass over the
@@ -505,16 +511,10 @@ uint64_t internal_exr_xxh64(const uint8_t *p, size_t n, uint64_t seed)
 static void xxh64_pair(const uint8_t *p, size_t n, uint64_t out[2])
 {
     const uint8_t *end = p + n;
-    uint64_t h[2];
+    uint64_t h[2] = {P5, 1 + P5};
     if (n >= 32) {
-        uint64_t v[2][4];
+        uint64_t v[2][4] = {{P1 + P2, P2, 0, -P1}, {1 + P1 + P2, 1 + P2, 1, 1 - P1}};
         const uint8_t *limit = end - 32;
-        for (int s = 0; s < 2; s++) {
-            v[s][0] = (uint64_t) s + P1 + P2;
-            v[s][1] = (uint64_t) s + P2;
-            v[s][2] = (uint64_t) s;
-            v[s][3] = (uint64_t) s - P1;
-        }
         do {
             for (int k = 0; k < 4; k++) {
                 uint64_t in = internal_exr_u64(p + 8 * k);
@@ -523,34 +523,11 @@ static void xxh64_pair(const uint8_t *p, size_t n, uint64_t out[2])
             }
             p += 32;
         } while (p <= limit);
-        for (int s = 0; s < 2; s++) {
-            h[s] = rotl(v[s][0], 1) + rotl(v[s][1], 7) + rotl(v[s][2], 12) + rotl(v[s][3], 18);
-            for (int k = 0; k < 4; k++) h[s] = merge64(h[s], v[s][k]);
-        }
-    } else {
-        h[0] = P5;
-        h[1] = 1 + P5;
+        h[0] = fold_lanes(v[0]);
+        h[1] = fold_lanes(v[1]);
     }
-    for (int s = 0; s < 2; s++) h[s] += (uint64_t) n;
-    for (; p + 8 <= end; p += 8) {
-        uint64_t k = round64(0, internal_exr_u64(p));
-        for (int s = 0; s < 2; s++) h[s] = rotl(h[s] ^ k, 27) * P1 + P4;
-    }
-    if (p + 4 <= end) {
-        uint64_t k = (uint64_t) internal_exr_u32(p) * P1;
-        for (int s = 0; s < 2; s++) h[s] = rotl(h[s] ^ k, 23) * P2 + P3;
-        p += 4;
-    }
-    for (; p < end; p++)
-        for (int s = 0; s < 2; s++) h[s] = rotl(h[s] ^ (*p * P5), 11) * P1;
-    for (int s = 0; s < 2; s++) {
-        h[s] ^= h[s] >> 33;
-        h[s] *= P2;
-        h[s] ^= h[s] >> 29;
-        h[s] *= P3;
-        h[s] ^= h[s] >> 32;
-        out[s] = h[s];
-    }
+    out[0] = finish64(h[0] + (uint64_t) n, p, end);
+    out[1] = finish64(h[1] + (uint64_t) n, p, end);
 }
 
 /* ---- exact interning ----------------------------------------------------- */

@@ -442,6 +442,9 @@ def test_replaced_headers_leave_orphans_until_collected(db_path, monkeypatch) ->
         assert orphans(cat) == 2 and stored(cat) > cat.count("attributes")
         cat.prune(T0 - dt.timedelta(days=1))  # nothing missing, but prune collects the orphans
         assert orphans(cat) == 0 and stored(cat) == cat.count("attributes")
+        cat.upsert(make_batch(["/show/seq/moved/render.00000.exr"]))  # a rename orphans the old rows too
+        assert cat.apply_renames([a[9]], ["/show/seq/moved/render.00000.exr"]) == 1
+        assert orphans(cat) == 1 and stored(cat) == cat.count("attributes") + 8
 
 
 def test_path_hash_collisions_change_nothing(db_path, monkeypatch) -> None:

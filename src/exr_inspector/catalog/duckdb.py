@@ -36,11 +36,11 @@ from .schema import (
     EMBEDDING_DIM,
     FILES,
     FINGERPRINTS,
+    KEYED,
     SCHEMA_VERSION,
     SHARED,
     SHARED_SCHEMAS,
     TABLES,
-    fingerprint_keys,
     key_vectors,
 )
 
@@ -136,11 +136,14 @@ LIST_COLUMNS = {"attributes": "value_keys", "channels": "channel_keys"}
 
 
 def row_schema(name: str) -> pa.Schema:
-    """A child row keyed by file_key instead of file_id and file_path, its attribute value or
-    channel definition by key: what schema version 3 stored, one row per child."""
-    shared = SHARED[name][0] if name in SHARED else ()
-    fields = [f for f in TABLES[name] if f.name not in ("file_id", "file_path", "channel_fingerprint", *shared)]
-    return pa.schema([FILE_KEY, *fields] + ([SHARED_TABLES[name][1]] if name in SHARED_TABLES else []))
+    """A child row as a batch carries it (``schema.KEYED``), with the stored keys for the
+    batch's indexes: file_key for file_index, the shared table's key for its index. What
+    schema version 3 stored, one row per child."""
+    fields = list(KEYED[name])
+    fields[0] = FILE_KEY
+    if name in SHARED_TABLES:
+        fields[-1] = SHARED_TABLES[name][1]
+    return pa.schema(fields)
 
 
 def stored_schema(name: str) -> pa.Schema:
@@ -190,16 +193,34 @@ def view_for(name: str) -> str:
     return f"CREATE OR REPLACE VIEW {_q(name)} AS SELECT {', '.join(cols)} FROM {_unnested(name)} r {joins}"
 
 
-def _candidates(con: duckdb.DuckDBPyConnection, source: str, hashes: str) -> int:
-    """TEMP TABLE _candidates (and how many): the file_key of every row whose path_hash is one of ``source``'s
-    ``hashes``. It reads the 8-byte hash column only; the statements that then join file_rows
-    on these keys read the rows' other columns only near them (DuckDB pushes the keys' range
-    into the scan, and a crawl's rows lie in file_key order): a 16,384-path lookup against 2
-    million files took 22 ms instead of 160. Hash collisions are harmless: the paths are
-    compared after."""
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    """The column names ``table`` has now (an upgrade adds what an older version lacked)."""
+    return {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' "
+                                      "AND table_name = ?", [table]).fetchall()}
+
+
+@contextmanager
+def _candidates(con: duckdb.DuckDBPyConnection, source: str, hashes: str) -> Iterator[int]:
+    """TEMP TABLE _candidates while the block runs (yields how many): the file_key of every row
+    whose path_hash is one of ``source``'s ``hashes``. It reads the 8-byte hash column only;
+    the statements that then join file_rows on these keys read the rows' other columns only
+    near them (DuckDB pushes the keys' range into the scan, and a crawl's rows lie in
+    file_key order): a 16,384-path lookup against 2 million files took 22 ms instead of 160.
+    Hash collisions are harmless: the paths are compared after."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _candidates AS SELECT file_key FROM {FILES_TABLE} "
                 f"WHERE path_hash IN (SELECT {hashes} FROM {source})")
-    return _scalar(con, "SELECT count(*) FROM _candidates")
+    try:
+        yield _scalar(con, "SELECT count(*) FROM _candidates")
+    finally:
+        with suppress(duckdb.Error):  # in a failed transaction, its rollback drops it
+            con.execute("DROP TABLE IF EXISTS _candidates")
+
+
+def _vector_keys(con: duckdb.DuckDBPyConnection, table: str, column: str, schema: pa.Schema) -> pa.Table:
+    """(key, vector) of each distinct vector of ``table.column``, keyed as a crawl keys them."""
+    _, vectors, keys = key_vectors(con.sql(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL")
+                                   .to_arrow_table()[column])
+    return pa.Table.from_arrays([pa.array(keys), vectors], schema=schema)
 
 
 def _per_part(cols: list) -> list:
@@ -435,9 +456,7 @@ class DuckDBCatalog(Catalog):
     def _upgrade(con: duckdb.DuckDBPyConnection) -> None:
         """Older catalogs lack columns added since: add them (nullable, so old rows read NULL)."""
         for name, schema in TABLES.items():
-            have = {r[0] for r in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ?",
-                [name]).fetchall()}
+            have = _columns(con, name)
             missing = [f for f in schema if f.name not in have]
             if missing and name == "files":  # DuckDB alters no table an index depends on (the table goes after)
                 con.execute("DROP INDEX IF EXISTS files_file_path_normalized_idx")
@@ -449,9 +468,7 @@ class DuckDBCatalog(Catalog):
     def _add_path_hashes(con: duckdb.DuckDBPyConnection, step: int = 1 << 20) -> None:
         """Version < 4 had no path_hash: add the column if need be and compute it for every
         row, ``step`` file keys at a time (memory stays bounded on a large catalog)."""
-        have = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' "
-                                          "AND table_name = ?", [FILES_TABLE]).fetchall()}
-        if PATH_HASH.name not in have:  # DuckDB alters no table an index depends on (it comes back after)
+        if PATH_HASH.name not in _columns(con, FILES_TABLE):  # DuckDB alters no table an index depends on (it comes back after)
             con.execute(f"DROP INDEX IF EXISTS {_index_name(FILES_TABLE)}")
             con.execute(f"ALTER TABLE {FILES_TABLE} ADD COLUMN {PATH_HASH.name} BIGINT")
         top = _scalar(con, f"SELECT coalesce(max(file_key), -1) FROM {FILES_TABLE}")
@@ -472,9 +489,7 @@ class DuckDBCatalog(Catalog):
         list row, in their stored order."""
         for name, column in LIST_COLUMNS.items():
             table = STORED[name]
-            have = {r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' "
-                                              "AND table_name = ?", [table]).fetchall()}
-            if column in have:
+            if column in _columns(con, table):
                 continue
             key = SHARED_TABLES[name][1].name
             con.execute(ddl_for(f"{table}_lists", stored_schema(name)))
@@ -492,11 +507,7 @@ class DuckDBCatalog(Catalog):
                                  "WHERE table_schema = 'main'").fetchall())
         if kinds.get("channels") != "BASE TABLE":
             return
-        vecs = con.sql("SELECT DISTINCT metadata_embedding FROM files WHERE metadata_embedding IS NOT NULL"
-                       ).to_arrow_table()["metadata_embedding"].combine_chunks()
-        rows = vecs.flatten().to_numpy(zero_copy_only=False).reshape(len(vecs), -1).astype(np.float32)
-        con.register("_emb_map", pa.Table.from_arrays([pa.array(fingerprint_keys(rows)), vecs],
-                                                      schema=EMBEDDINGS_SCHEMA))
+        con.register("_emb_map", _vector_keys(con, "files", "metadata_embedding", EMBEDDINGS_SCHEMA))
         try:
             con.execute(f"INSERT INTO {EMBEDDINGS_TABLE} SELECT DISTINCT ON (embedding_key) * FROM _emb_map")
             cols = ", ".join({"embedding_key": "m.embedding_key", "file_key": "(row_number() OVER ()) - 1",
@@ -507,11 +518,7 @@ class DuckDBCatalog(Catalog):
             con.execute("DROP TABLE files")
         finally:
             con.unregister("_emb_map")
-        fps = con.sql("SELECT DISTINCT channel_fingerprint FROM channels WHERE channel_fingerprint IS NOT NULL"
-                      ).to_arrow_table()["channel_fingerprint"].combine_chunks()
-        rows = fps.flatten().to_numpy(zero_copy_only=False).reshape(len(fps), -1).astype(np.float32)
-        keys = fingerprint_keys(rows)
-        con.register("_fp_map", pa.Table.from_arrays([pa.array(keys), fps], schema=FINGERPRINTS))
+        con.register("_fp_map", _vector_keys(con, "channels", "channel_fingerprint", FINGERPRINTS))
         try:
             con.execute(f"INSERT INTO {FINGERPRINT_TABLE} SELECT DISTINCT ON (fingerprint_key) * FROM _fp_map")
             # Channels with their fingerprint's key, as a view the moves below read.
@@ -640,13 +647,13 @@ class DuckDBCatalog(Catalog):
         """The upsert's statements, run inside its transaction over the registered ``_batch_*`` views."""
         now = naive_utc(batch.now)
         n_errors = batch.errors.num_rows
-        known = _candidates(con, "_batch_files", "path_hash")
-        if known:
-            stats = self._merge_files(con, now, n_errors)
-        else:  # no stored path has any of these hashes: every file is new (a first crawl), nothing to join
-            stats = UpsertStats(batch.num_files, 0, 0, n_errors)
-            con.execute("INSERT INTO file_rows BY NAME SELECT b.* REPLACE (? AS last_inspected) FROM _batch_files b",
-                        [now])
+        with _candidates(con, "_batch_files", "path_hash") as known:
+            if known:
+                stats = self._merge_files(con, now, n_errors)
+            else:  # no stored path has any of these hashes: every file is new (a first crawl), nothing to join
+                stats = UpsertStats(batch.num_files, 0, 0, n_errors)
+                con.execute("INSERT INTO file_rows BY NAME SELECT b.* REPLACE (? AS last_inspected) "
+                            "FROM _batch_files b", [now])
         if stats.inserted or stats.replaced:
             con.execute(f"""INSERT INTO {EMBEDDINGS_TABLE} SELECT * FROM _batch_embeddings
                             WHERE embedding_key NOT IN (SELECT embedding_key FROM {EMBEDDINGS_TABLE})""")
@@ -659,7 +666,6 @@ class DuckDBCatalog(Catalog):
             con.execute("INSERT INTO crawl_errors BY NAME SELECT * FROM _batch_crawl_errors")
         if known:
             con.execute("DROP TABLE _upsert_keys")
-        con.execute("DROP TABLE _candidates")
         return stats
 
     def _merge_files(self, con: duckdb.DuckDBPyConnection, now: dt.datetime, n_errors: int) -> UpsertStats:
@@ -764,12 +770,11 @@ class DuckDBCatalog(Catalog):
         with self._errors("lookup"):
             con.register("_lookup_paths", pa.table({"path": keys, "h": hash_paths(keys).view(np.int64)}))
             try:
-                _candidates(con, "_lookup_paths", "h")
-                out = con.sql(f"""
-                    SELECT {", ".join(LOOKUP_COLUMNS)} FROM file_rows
-                    WHERE file_key IN (SELECT file_key FROM _candidates)
-                      AND file_path_normalized IN (SELECT path FROM _lookup_paths)""").to_arrow_table()
-                con.execute("DROP TABLE _candidates")
+                with _candidates(con, "_lookup_paths", "h"):
+                    out = con.sql(f"""
+                        SELECT {", ".join(LOOKUP_COLUMNS)} FROM file_rows
+                        WHERE file_key IN (SELECT file_key FROM _candidates)
+                          AND file_path_normalized IN (SELECT path FROM _lookup_paths)""").to_arrow_table()
             finally:
                 con.unregister("_lookup_paths")
         return out.cast(LOOKUP_SCHEMA)
@@ -801,11 +806,8 @@ class DuckDBCatalog(Catalog):
         con = self.con
         con.register("_paths", pa.table({"path": keys, "h": hash_paths(keys).view(np.int64)}))
         try:
-            with self._transaction(what):
-                _candidates(con, "_paths", "h")
-                n = _scalar(con, sql, list(params))
-                con.execute("DROP TABLE _candidates")
-                return n
+            with self._transaction(what), _candidates(con, "_paths", "h"):
+                return _scalar(con, sql, list(params))
         finally:
             con.unregister("_paths")
 
@@ -833,10 +835,10 @@ class DuckDBCatalog(Catalog):
                                            "new": pa.array(list(new_paths), pa.string())}))
         try:
             with self._transaction("apply_renames"):
-                for table in STORED.values():
-                    con.execute(f"""DELETE FROM {table} WHERE file_key IN (SELECT file_key FROM file_rows
-                                    WHERE file_path_normalized IN (SELECT old FROM _renames))""")
-                con.execute("DELETE FROM file_rows WHERE file_path_normalized IN (SELECT old FROM _renames)")
+                # the old rows' children are orphaned, as a replaced header's are
+                gone = _scalar(con, "DELETE FROM file_rows WHERE file_path_normalized IN (SELECT old FROM _renames)")
+                if gone:
+                    self._count_orphans(con, gone)
                 return _scalar(con, """UPDATE file_rows SET renamed_from = r.old FROM _renames r
                                        WHERE file_rows.file_path_normalized = r.new""")
         finally:

@@ -39,11 +39,6 @@ class Changes:
     renamed: int = 0
 
 
-def path_hashes(paths: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """XXH64 of each path, in bulk (over the Arrow buffers)."""
-    return hash_paths(paths)
-
-
 class Incremental:
     """Turns the walk into chunks of paths to parse; ``finish`` then marks missing files and renames.
 
@@ -85,7 +80,7 @@ class Incremental:
         for w in self._windows():
             self.changes.walked += len(w)
             arr = pa.array(w.paths, pa.string())
-            self._seen.append(path_hashes(arr))
+            self._seen.append(hash_paths(arr))
             pending.extend(w.paths if self.full else self._plan(w, arr))
             if self.progress:
                 self.progress()
@@ -122,7 +117,7 @@ class Incremental:
         gone: list[pa.RecordBatch] = []
         for root in self.walker.roots:
             for rb in self.catalog.iter_prefix(self.walker.prefix_of(root), _MISSING_COLUMNS):
-                h = path_hashes(rb.column("file_path_normalized"))
+                h = hash_paths(rb.column("file_path_normalized"))
                 pos = np.minimum(np.searchsorted(seen, h), max(len(seen) - 1, 0))
                 unseen = (seen[pos] != h) if len(seen) else np.ones(len(h), bool)
                 unseen &= rb.column("missing_since").is_null().to_numpy(zero_copy_only=False)

@@ -195,13 +195,15 @@ class Walker:
         if chunk:
             yield chunk
 
+    def _bad_path(self, path: str) -> None:
+        self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
+
     def _utf8_names(self, d: str, names: list[str], st: np.ndarray | None) -> tuple[list[str], np.ndarray | None]:
         """Names that are valid UTF-8; the others become bad_path errors."""
         keep = [_utf8(os.path.join(d, n)) for n in names]
         for n, ok in zip(names, keep, strict=True):
             if not ok:
-                path = os.path.join(d, n)
-                self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
+                self._bad_path(os.path.join(d, n))
         return [n for n, ok in zip(names, keep, strict=True) if ok], None if st is None else st[np.array(keep, bool)]
 
     def _classify(self, d: str, entries: list, depth: int, mine: bool,
@@ -225,8 +227,7 @@ class Walker:
                     subdirs.append(entry.path)
             elif mine and name.lower().endswith(ext):
                 if not (name.isascii() and ascii_dir) and not _utf8(entry.path):
-                    path = entry.path
-                    self.errors.append(WalkError(path, "bad_path", f"{path!r}: file name is not valid UTF-8"))
+                    self._bad_path(entry.path)
                     continue
                 names.append(name)
         return names, subdirs, stat_names(d, names) if stat and names else None

@@ -48,8 +48,12 @@ def embed_channels_distinct(raw: RawChunk, dim: int = FINGERPRINT_DIM) -> tuple[
     """(inverse int64[n_channels], float32[k, dim]): ``embed_channels(raw)`` equals ``rows[inverse]``,
     computed once per distinct channel signature instead of once per channel."""
     first, inverse = channel_signatures(raw)
-    sub = RawChunk(raw.files, raw.parts, raw.channels.take(pa.array(first)), raw.attributes, raw.values, raw.errors)
-    return inverse, embed_channels(sub, dim)
+    return inverse, embed_channels(_channels_subset(raw, first), dim)
+
+
+def _channels_subset(raw: RawChunk, rows: np.ndarray) -> RawChunk:
+    """The chunk with only channel rows ``rows`` (their parts stay, for the channel context)."""
+    return replace(raw, channels=raw.channels.take(pa.array(rows)), signatures=None)
 
 
 def _files_subset(raw: RawChunk, keep: np.ndarray) -> RawChunk:
@@ -67,7 +71,8 @@ def _files_subset(raw: RawChunk, keep: np.ndarray) -> RawChunk:
     files = raw.files.take(pa.array(keep))
     files = files.set_column(files.schema.get_field_index("file_index"), files.schema.field("file_index"),
                              pa.array(np.arange(len(keep), dtype=np.int32)))
-    return RawChunk(files, rows(raw.parts), rows(raw.channels), rows(raw.attributes), raw.values, raw.errors)
+    return replace(raw, files=files, parts=rows(raw.parts), channels=rows(raw.channels),
+                   attributes=rows(raw.attributes), signatures=None)
 
 
 def embed_distinct(raw: RawChunk, cache: VectorCache | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -94,7 +99,7 @@ def _embed_signed(raw: RawChunk, sig: Signatures, cache: VectorCache) -> tuple[n
     ch_first, f_first = first_rows(ch_inverse), first_rows(f_inverse)
 
     def channels(new: np.ndarray) -> np.ndarray:
-        return embed_channels(replace(raw, channels=raw.channels.take(pa.array(ch_first[new])), signatures=None))
+        return embed_channels(_channels_subset(raw, ch_first[new]))
 
     def files(new: np.ndarray) -> np.ndarray:
         return embed_files(_files_subset(raw, f_first[new]))

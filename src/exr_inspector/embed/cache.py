@@ -21,9 +21,6 @@ class VectorCache:
         self._bytes = 0
         self.hits = self.misses = 0
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
     def rows(self, keys: pa.Array, compute: Callable[[np.ndarray], np.ndarray], dim: int) -> np.ndarray:
         """float32[len(keys), dim]: the vector of each key, ``compute(indices)`` giving the rows of
         the keys not cached (in that order)."""

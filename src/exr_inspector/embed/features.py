@@ -79,9 +79,11 @@ ENUM_VALUE_ATTRS = ("lineOrder", "envmap", "deepImageState")
 # compression, part type (with the flags and whether ``tiles`` exists), tiling, display
 # window and view.
 STRUCTURE_ATTRS = ("channels", "compression", "type", "tiles", "displayWindow", "view")
-# Every attribute whose value (not only its name) makes a file token: the C scanner's file
-# signature holds these whole, and only the names of the others (``Signatures``).
-SIGNATURE_NAMES = STRUCTURE_ATTRS + ENUM_VALUE_ATTRS + VALUE_ATTRS + FAMILY_ATTRS + SETTING_ATTRS
+# The attributes whose value, not only their name, makes an ``attr:`` token.
+VALUED_ATTRS = ENUM_VALUE_ATTRS + VALUE_ATTRS + FAMILY_ATTRS + SETTING_ATTRS
+# Every attribute whose value makes a file token: the C scanner's file signature holds these
+# whole, and only the names of the others (``Signatures``).
+SIGNATURE_NAMES = STRUCTURE_ATTRS + VALUED_ATTRS
 
 Tokens = tuple[np.ndarray, pa.Array, np.ndarray]
 # (row, token id, weight, dictionary): ids index a chunk-wide dictionary of distinct tokens,
@@ -284,7 +286,7 @@ def attribute_codes(value_index: np.ndarray, values: pa.Table) -> np.ndarray:
     """
     names = values["attr_name"]
     valued = pc.fill_null(pc.is_in(names, value_set=pa.array(
-        ENUM_VALUE_ATTRS + VALUE_ATTRS + FAMILY_ATTRS + SETTING_ATTRS, pa.string())), False)
+        VALUED_ATTRS, pa.string())), False)
     k = values.num_rows
     per_value = np.where(valued.to_numpy(zero_copy_only=False), k + np.arange(k), row_codes([names]))
     return per_value[value_index]
