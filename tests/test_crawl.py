@@ -14,7 +14,7 @@ import pytest
 
 from exr_inspector.catalog.base import open_catalog
 from exr_inspector.crawl.pipeline import crawl
-from exr_inspector.crawl.pool import FAULT_KILL, FAULT_ONCE, ReaderPool
+from exr_inspector.crawl.pool import FAULT_KILL, FAULT_ONCE, READER_NICE, ReaderPool
 from exr_inspector.crawl.walk import Walker
 from exr_inspector.exr import ExrError, read_header
 
@@ -297,3 +297,10 @@ def test_native_walk_matches_the_python_walk(tmp_path, monkeypatch):
     assert {"a.exr", "B.EXR", "c.Exr", "link.exr", "dangling.exr", "f.tif", "caf\u00e9.exr"} <= names
     assert "notes.txt" not in names and "x.exr.bak" not in names
     assert any(code == "bad_path" for _, code in walk_all()[1])
+
+
+def test_readers_run_below_the_writers_priority():
+    """Readers are niced, so the writer (this process) is never starved by its own readers."""
+    with ReaderPool(2) as pool:
+        niceness = {pool._executor.submit(os.nice, 0).result() for _ in range(4)}
+    assert niceness == {min(19, os.nice(0) + READER_NICE)}

@@ -424,3 +424,26 @@ def test_unwritable_catalog_exits_3(tmp_path, tree):
     assert r.returncode == 3, r.stderr
     assert "cannot open catalog" in r.stderr and "Permission denied" in r.stderr
     assert not (ro / "c.duckdb").exists()
+
+
+def test_windows_grow_from_one_chunk_and_lose_nothing(tmp_path):
+    """The first window is one chunk (the readers start at once), then they double up to the
+    window size; the chunks still cover every walked path once, in walk order."""
+    import datetime as dt
+
+    from exr_inspector.crawl.incremental import Incremental
+
+    for i in range(70):
+        d = tmp_path / "tree" / f"d{i // 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:03d}.exr").write_bytes(b"")
+    walker = Walker([str(tmp_path / "tree")], chunk_size=4)
+    with open_catalog(str(tmp_path / "c.duckdb")) as cat:
+        plan = Incremental(cat, walker, now=dt.datetime(2026, 1, 1), chunk_size=4, window=16)
+        sizes = [len(w) for w in plan._windows()]
+        assert sizes == [4, 8, 16, 16, 16, 10]
+        walked = [p for c in Walker([str(tmp_path / "tree")], chunk_size=4).chunks() for p in c.paths]
+        chunks = list(Incremental(cat, Walker([str(tmp_path / "tree")], chunk_size=4), now=dt.datetime(2026, 1, 1),
+                                  chunk_size=4, window=16).chunks())
+    assert [p for c in chunks for p in c] == walked and len(walked) == 70
+    assert all(len(c) == 4 for c in chunks[:-1])
