@@ -44,7 +44,7 @@ fuzz: install
 	EXR_INSPECTOR_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q tests/test_fuzz.py
 
 clean:
-	rm -rf build dist src/*.egg-info src/exr_inspector/*.so $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf build dist src/*.egg-info src/exr_inspector/*.so src/exr_inspector/embed/*.so $(DEMO_DIR) .pytest_cache .ruff_cache
 
 # The native scanner built with AddressSanitizer + UBSan, then the hostile-input suites
 # run against it. Rebuilds the normal extension afterwards.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from exr_inspector.embed.features import (
     file_tokens,
 )
 from exr_inspector.embed.kernels import (
+    JIT_ENV,
     hash_strings,
     hash_tokens,
     hash_tokens_ref,
@@ -115,6 +117,56 @@ def test_path_hashes_equal_xxhash_in_c_and_without_it(monkeypatch) -> None:
 def test_hash_strings_refuses_nulls() -> None:
     with pytest.raises(ValueError):
         hash_strings(pa.array(["a", None]))
+
+
+# --------------------------------------------------------------------------- compiled ahead of time
+def test_crawl_runs_compiled_kernels_and_never_imports_numba(tree, tmp_path: Path) -> None:
+    """The build compiled the kernels with numba's AOT compiler: a crawl's processes skip
+    numba's import and LLVM (~0.35 s and ~100 MB each)."""
+    code = ("import sys; from exr_inspector.catalog.base import open_catalog; from exr_inspector.crawl.pipeline import crawl;"
+            "from exr_inspector.embed import kernels;"
+            "cat = open_catalog(sys.argv[2]); s = crawl([sys.argv[1]], cat, workers=1); cat.close();"
+            "print(kernels.BACKEND, s.files, 'numba' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != JIT_ENV}
+    root = str(Path(tree[0][0]).parents[6])
+    out = subprocess.run([sys.executable, "-c", code, root, str(tmp_path / "c.duckdb")], env=env, check=True,
+                         capture_output=True, text=True, timeout=120).stdout.split()
+    assert out == ["aot", str(len(tree[0])), "False"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_kernels_equal_the_jit_bit_for_bit(seed: int) -> None:
+    from exr_inspector.embed import _kernels_aot as aot
+    from exr_inspector.embed import numba_kernels as jit
+
+    rows, hashes, weights = _random_triples(seed, 4000, 300)
+    for dim in (EMBEDDING_DIM, FINGERPRINT_DIM, 7, 1):
+        got = aot.scatter_sorted(rows, hashes, weights, 310, dim)
+        assert got.tobytes() == jit.scatter_sorted(rows, hashes, weights, 310, dim).tobytes()
+    assert aot.scatter_sorted(rows[:0], hashes[:0], weights[:0], 3, 8).tobytes() == \
+        jit.scatter_sorted(rows[:0], hashes[:0], weights[:0], 3, 8).tobytes()
+    strings = _random_strings(np.random.default_rng(seed), 400)
+    data, offsets = string_buffers(pa.array(strings, pa.large_string()).slice(13))
+    assert not data.flags.writeable
+    writable = np.frombuffer(bytearray(data.tobytes()), np.uint8)  # either writability is taken
+    for d in (data, writable):
+        np.testing.assert_array_equal(aot.hash_tokens(d, offsets), jit.hash_tokens(d, offsets))
+    np.testing.assert_array_equal(aot.hash_tokens(data, offsets), _xxh(strings[13:]))
+
+
+def test_kernel_wrappers_coerce_or_refuse_what_the_compiled_code_cannot_check() -> None:
+    """The compiled kernels trust their argument types; the public wrappers never pass a wrong one."""
+    data = np.frombuffer(b"abcdef", np.uint8)
+    np.testing.assert_array_equal(hash_tokens(data, np.array([0, 3, 6], np.int32)), _xxh(["abc", "def"]))
+    for bad_data, bad_offsets in ((data, [0, 7]), (data, [4, 2]), (data, [-1, 2]), (data, []),
+                                  (data.astype(np.int16), [0, 1]), (data.reshape(2, 3), [0, 1])):
+        with pytest.raises(ValueError):
+            hash_tokens(bad_data, np.asarray(bad_offsets))
+    got = scatter_sorted([0, 0, 1], np.array([5, 9, 2], np.int64), [1, 2, 3], 2, 4)  # any numeric dtypes
+    assert got.tobytes() == scatter_sorted(np.array([0, 0, 1]), np.array([5, 9, 2], np.uint64),
+                                           np.array([1, 2, 3], np.float32), 2, 4).tobytes()
+    with pytest.raises(ValueError):
+        scatter_sorted([0, 1], [1], [1.0], 2, 4)
 
 
 # --------------------------------------------------------------------------- scatter_rows
@@ -208,7 +260,9 @@ def test_deterministic_and_chunk_free(tree, whole: tuple[np.ndarray, np.ndarray]
     np.testing.assert_array_equal(np.stack([chans[(paths[fi], n)] for fi, n in names]), whole[1])
 
 
-def test_same_bytes_in_a_subprocess(tree, whole: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+@pytest.mark.parametrize("jit", ["0", "1"])
+def test_same_bytes_in_a_subprocess(tree, whole: tuple[np.ndarray, np.ndarray], tmp_path: Path, jit: str) -> None:
+    """Another process embeds the same bytes, with the compiled kernels and with numba's JIT."""
     listing = tmp_path / "paths.txt"
     listing.write_text("\n".join(tree[0]), encoding="utf-8")
     out = tmp_path / "vectors.bin"
@@ -218,7 +272,8 @@ def test_same_bytes_in_a_subprocess(tree, whole: tuple[np.ndarray, np.ndarray], 
         "f, c = embed_chunk(scan_chunk(paths, native=True));"
         "open(sys.argv[2], 'wb').write(f.tobytes() + c.tobytes())"
     )
-    subprocess.run([sys.executable, "-c", code, str(listing), str(out)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", code, str(listing), str(out)], check=True, timeout=120,
+                   env={**os.environ, JIT_ENV: jit})
     assert out.read_bytes() == whole[0].tobytes() + whole[1].tobytes()
 
 

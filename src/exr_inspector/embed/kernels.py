@@ -1,4 +1,4 @@
-"""Numba kernels of the embedder, each next to the plain reference it is tested against.
+"""The embedder's numba kernels, each next to the plain reference it is tested against.
 
 Two array jobs, both over a whole chunk at once:
 
@@ -11,106 +11,68 @@ Two array jobs, both over a whole chunk at once:
 
 XXH64 rather than Python's ``hash()``: it is stable across processes, machines and
 versions, and ``xxhash`` (already a dependency) is the reference it is checked against.
+
+The kernels' source is ``numba_kernels``; they run from the module the build compiled
+from it ahead of time, or JIT-compiled where that module is missing (``BACKEND``).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import xxhash
-from numba import njit
 
 from ..columnar import string_buffers
 
-_P1 = np.uint64(0x9E3779B185EBCA87)
-_P2 = np.uint64(0xC2B2AE3D27D4EB4F)
-_P3 = np.uint64(0x165667B19E3779F9)
-_P4 = np.uint64(0x85EBCA77C2B2AE63)
-_P5 = np.uint64(0x27D4EB2F165667C5)
-_SIGN_SHIFT = np.uint64(63)
+JIT_ENV = "EXR_INSPECTOR_JIT"  # "1": JIT-compile the kernels even where the compiled module exists
 
 
-# --------------------------------------------------------------------------- XXH64
-@njit(cache=True, inline="always")
-def _rotl(x: np.uint64, r: int) -> np.uint64:
-    """64-bit rotate left: (x << r) | (x >> (64 - r))."""
-    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+def _load():
+    if os.environ.get(JIT_ENV) != "1":
+        try:
+            from . import _kernels_aot as impl
+
+            return impl, "aot"
+        except ImportError:  # built without numba's AOT compiler: the same source, JIT-compiled
+            pass
+    from . import numba_kernels as impl
+
+    return impl, "jit"
 
 
-@njit(cache=True, inline="always")
-def _read(data: np.ndarray, pos: int, n: int) -> np.uint64:
-    """Little-endian unsigned integer of ``n`` bytes at ``data[pos]`` (n = 4 or 8)."""
-    v = np.uint64(0)
-    for i in range(n):
-        v |= np.uint64(data[pos + i]) << np.uint64(8 * i)
-    return v
+_IMPL, BACKEND = _load()
 
 
-@njit(cache=True, inline="always")
-def _round(acc: np.uint64, lane: np.uint64) -> np.uint64:
-    """XXH64 round: rotl(acc + lane * P2, 31) * P1."""
-    return _rotl(acc + lane * _P2, 31) * _P1
-
-
-@njit(cache=True)
-def _xxh64(data: np.ndarray, start: int, end: int) -> np.uint64:
-    """XXH64 with seed 0 of ``data[start:end]`` (the xxHash spec, all arithmetic mod 2**64).
-
-    len >= 32: four lanes v = (P1+P2, P2, 0, -P1) absorb 32-byte stripes with ``_round``;
-    h = rotl(v1,1) + rotl(v2,7) + rotl(v3,12) + rotl(v4,18), then each lane merged as
-    h = (h ^ _round(0, v)) * P1 + P4. Otherwise h = P5. Then h += len, the tail is
-    folded in 8-, 4- and 1-byte steps, and the avalanche is
-    h ^= h>>33; h *= P2; h ^= h>>29; h *= P3; h ^= h>>32.
-    """
-    n = end - start
-    p = start
-    if n >= 32:
-        v1 = _P1 + _P2
-        v2 = _P2
-        v3 = np.uint64(0)
-        v4 = np.uint64(0) - _P1
-        limit = end - 32
-        while p <= limit:
-            v1 = _round(v1, _read(data, p, 8))
-            v2 = _round(v2, _read(data, p + 8, 8))
-            v3 = _round(v3, _read(data, p + 16, 8))
-            v4 = _round(v4, _read(data, p + 24, 8))
-            p += 32
-        h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
-        for v in (v1, v2, v3, v4):
-            h = (h ^ _round(np.uint64(0), v)) * _P1 + _P4
-    else:
-        h = _P5
-    h += np.uint64(n)
-    while p + 8 <= end:
-        h = _rotl(h ^ _round(np.uint64(0), _read(data, p, 8)), 27) * _P1 + _P4
-        p += 8
-    if p + 4 <= end:
-        h = _rotl(h ^ (_read(data, p, 4) * _P1), 23) * _P2 + _P3
-        p += 4
-    while p < end:
-        h = _rotl(h ^ (np.uint64(data[p]) * _P5), 11) * _P1
-        p += 1
-    h ^= h >> np.uint64(33)
-    h *= _P2
-    h ^= h >> np.uint64(29)
-    h *= _P3
-    h ^= h >> np.uint64(32)
-    return h
-
-
-@njit(cache=True)
+# The compiled kernels take exactly their signatures' types and check nothing (an int32
+# array read as int64 reads past its end): these wrappers are the only way in.
 def hash_tokens(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """out[i] = XXH64(data[offsets[i]:offsets[i+1]], seed=0) for i < len(offsets) - 1.
+    """out[i] = XXH64(data[offsets[i]:offsets[i+1]], seed=0): ``numba_kernels.hash_tokens``."""
+    data = np.asarray(data)
+    offsets = np.ascontiguousarray(offsets, np.int64)
+    if data.dtype != np.uint8 or data.ndim != 1 or offsets.ndim != 1 or offsets.size < 1:
+        raise ValueError("data must be 1-d uint8 and offsets 1-d with at least one entry")
+    if offsets[0] < 0 or offsets[-1] > data.size or np.any(offsets[1:] < offsets[:-1]):
+        raise ValueError("offsets must be non-decreasing and within data")
+    return _IMPL.hash_tokens(data, offsets)
 
-    ``data``/``offsets`` are an Arrow string array's data and offsets buffers (see
-    ``string_buffers``): offsets are absolute, so a sliced array needs no copy.
-    """
-    n = offsets.shape[0] - 1
-    out = np.empty(n, np.uint64)
-    for i in range(n):
-        out[i] = _xxh64(data, offsets[i], offsets[i + 1])
-    return out
+
+def _triples(rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int, dim: int) -> tuple:
+    rows = np.ascontiguousarray(rows, np.int64)
+    hashes = np.ascontiguousarray(hashes, np.uint64)
+    weights = np.ascontiguousarray(weights, np.float32)
+    if not (rows.shape == hashes.shape == weights.shape) or rows.ndim != 1:
+        raise ValueError("rows, hashes and weights must be 1-d and the same length")
+    if dim < 1 or n_rows < 0:
+        raise ValueError("dim must be >= 1 and n_rows >= 0")
+    return rows, hashes, weights, int(n_rows), int(dim)
+
+
+def scatter_sorted(rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int, dim: int) -> np.ndarray:
+    """``numba_kernels.scatter_sorted``: rows must be grouped (``scatter_rows`` sorts them)."""
+    return _IMPL.scatter_sorted(*_triples(rows, hashes, weights, n_rows, dim))
+
 
 
 def hash_tokens_ref(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -123,54 +85,8 @@ def hash_tokens_ref(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """XXH64 (seed 0) of each string's UTF-8 bytes, as uint64: ``hash_tokens`` on the Arrow buffers."""
-    data, offsets = string_buffers(arr)
-    # One kernel specialisation (int64) for string and large_string; the copy is 8 bytes a token.
-    return hash_tokens(data, offsets.astype(np.int64, copy=False))
-
-
-# --------------------------------------------------------------------------- scatter
-@njit(cache=True, inline="always")
-def _signed(h: np.uint64, w: np.float32) -> float:
-    """The signed contribution of one token: -w if bit 63 of h is set, else +w (as float64)."""
-    return -np.float64(w) if (h >> _SIGN_SHIFT) & np.uint64(1) else np.float64(w)
-
-
-@njit(cache=True)
-def _normalise_into(acc: np.ndarray, out: np.ndarray) -> None:
-    """out = acc / ||acc||_2 (float64 sum of squares in index order); all-zero acc -> 1/sqrt(dim)."""
-    ss = 0.0
-    for j in range(acc.shape[0]):
-        ss += acc[j] * acc[j]
-    if ss == 0.0:
-        out[:] = np.float32(1.0 / np.sqrt(acc.shape[0]))
-    else:
-        inv = 1.0 / np.sqrt(ss)
-        for j in range(acc.shape[0]):
-            out[j] = np.float32(acc[j] * inv)
-
-
-@njit(cache=True)
-def scatter_sorted(rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_rows: int, dim: int) -> np.ndarray:
-    """out[r] = normalise(sum over k with rows[k] == r of sign(h_k) * weights[k] * e[h_k % dim]).
-
-    sign(h) = -1 if bit 63 of h is set else +1; the index is h mod dim. XXH64 output is
-    already avalanched, so no extra mix: sign and index are as good as independent.
-    ``rows`` must be non-decreasing (``scatter_rows`` sorts when needed): each row is
-    summed in one float64 scratch row, in token order, then written as float32, so
-    memory stays at the output size whatever the chunk.
-    """
-    out = np.empty((n_rows, dim), np.float32)
-    acc = np.zeros(dim, np.float64)
-    d = np.uint64(dim)
-    k = 0
-    n = rows.shape[0]
-    for r in range(n_rows):
-        acc[:] = 0.0
-        while k < n and rows[k] == r:
-            acc[np.int64(hashes[k] % d)] += _signed(hashes[k], weights[k])
-            k += 1
-        _normalise_into(acc, out[r])
-    return out
+    # One kernel signature (int64 offsets) for string and large_string: 8 bytes a token copied.
+    return hash_tokens(*string_buffers(arr))
 
 
 def scatter_rows(
@@ -182,19 +98,13 @@ def scatter_rows(
     row is applied when ``rows`` is not grouped), so the result is the same whether
     the rows are embedded in one chunk or many.
     """
-    rows = np.ascontiguousarray(rows, np.int64)
-    hashes = np.ascontiguousarray(hashes, np.uint64)
-    weights = np.ascontiguousarray(weights, np.float32)
-    if not (rows.shape == hashes.shape == weights.shape) or rows.ndim != 1:
-        raise ValueError("rows, hashes and weights must be 1-d and the same length")
-    if dim < 1 or n_rows < 0:
-        raise ValueError("dim must be >= 1 and n_rows >= 0")
+    rows, hashes, weights, n_rows, dim = _triples(rows, hashes, weights, n_rows, dim)
     if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
         raise ValueError("row index out of range")
     if rows.size > 1 and np.any(rows[1:] < rows[:-1]):
         perm = np.argsort(rows, kind="stable")
         rows, hashes, weights = rows[perm], hashes[perm], weights[perm]
-    return scatter_sorted(rows, hashes, weights, int(n_rows), int(dim))
+    return _IMPL.scatter_sorted(rows, hashes, weights, n_rows, dim)
 
 
 def scatter_rows_ref(
@@ -212,10 +122,10 @@ def scatter_rows_ref(
 
 
 def warm_up() -> None:
-    """Compile (or load from the cache) every kernel for the types the crawl uses.
+    """Load every kernel for the types the crawl uses (JIT: compile, or load from numba's cache).
 
-    The crawl calls this before forking its readers, so they share the compiled
-    code instead of each paying for LLVM and its memory.
+    The crawl calls this before forking its readers, so they share the loaded code
+    instead of each paying for it (with the JIT, for LLVM and its memory).
     """
     arr = pa.array(["warm", "up"], pa.string())
     hashes = hash_strings(arr)
