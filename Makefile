@@ -11,11 +11,12 @@ NATIVE_SRC := $(wildcard native/*.c native/*.h)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py Makefile $(NATIVE_SRC)
+$(STAMP): pyproject.toml setup.py Makefile $(NATIVE_SRC) src/exr_inspector/embed/numba_kernels.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools==84.2.1 wheel==0.48.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -c "import exr_inspector.exr as e; print('native scanner:', 'yes' if e.native_available() else 'NO (Python fallback)')"
+	$(PY) -c "from exr_inspector.embed import kernels as k; print('embedding kernels:', 'compiled' if k.BACKEND == 'aot' else 'NO (numba JIT fallback)')"
 	test -x $(VENV)/bin/exr-inspector
 	touch $(STAMP)
 

@@ -1422,7 +1422,9 @@ static void free_chunk(chunk_t *ck)
  * reader unless told what comes next: before scanning file i, ask the kernel to read ahead
  * the first 64 KiB of file i + PREFETCH, so that many reads are in flight. A hint only:
  * every failure is ignored. It costs ~10 us a file when the pages are cached anyway, so a
- * chunk turns it on only when its first PROBE files took over COLD_NS each to read. */
+ * chunk turns it on only when each of its first PROBE files took over COLD_NS to read: the
+ * fastest of them, not their sum, so that a reader preempted during one read (readers run
+ * niced, below the writer) is not taken for cold storage. */
 #define PREFETCH 8
 #define PREFETCH_BYTES 65536
 #define PROBE 4
@@ -1519,7 +1521,7 @@ PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t
     Py_ssize_t n, consumed;
     int32_t fi = 0;
     int cold = 0;
-    int64_t probe_ns = 0, t0;
+    int64_t probe_min = INT64_MAX, t0;
 
     memset(&ck, 0, sizeof(ck));
     init_cols(ck.files, F_N, FILE_COLS);
@@ -1564,8 +1566,9 @@ PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t
         rv = internal_exr_scan_file(PyBytes_AS_STRING(fs), &f, &ctx);
         Py_END_ALLOW_THREADS
         if (i < PROBE) {
-            probe_ns += now_ns() - t0;
-            if (i == PROBE - 1 && probe_ns > PROBE * COLD_NS) { /* cold: start the files after this one */
+            int64_t took = now_ns() - t0;
+            if (took < probe_min) probe_min = took;
+            if (i == PROBE - 1 && probe_min > COLD_NS) { /* cold: start the files after this one */
                 cold = 1;
                 for (Py_ssize_t k = i + 1; k < i + 1 + PREFETCH && k < n; k++) prefetch(PySequence_Fast_GET_ITEM(seq, k));
             }
