@@ -107,6 +107,23 @@ def test_ddl_derived_from_schema(tmp_path):
         sql_type(pa.large_string())
 
 
+def test_value_json_is_stored_with_zstd_and_reads_back(db_path):
+    """A physical choice behind the schema: value_json compresses with ZSTD; queries see the same values."""
+    assert '"value_json" VARCHAR USING COMPRESSION zstd' in ddl_for("attribute_values", TABLES["attributes"])
+    paths = paths_of(3000)
+    batch = make_batch(paths, n_parts=1, n_channels=2, n_attrs=6, n_errors=0)
+    with DuckDBCatalog(str(db_path)) as cat:
+        cat.upsert(batch)
+    with DuckDBCatalog(str(db_path), read_only=True) as cat:  # closing checkpointed the rows
+        comp = set(cat.query("SELECT compression FROM pragma_storage_info('attribute_values') "
+                             "WHERE column_name = 'value_json'").column(0).to_pylist())
+        assert "ZSTD" in comp
+        got = cat.query("SELECT file_path, attr_name, value_json FROM attributes ORDER BY ALL")
+    want = batch.attributes.select(["file_path", "attr_name", "value_json"]).sort_by(
+        [("file_path", "ascending"), ("attr_name", "ascending"), ("value_json", "ascending")])
+    assert got.to_pylist() == want.to_pylist()
+
+
 def test_open_catalog_urls(tmp_path):
     for url in (str(tmp_path / "a.duckdb"), f"duckdb://{tmp_path / 'b.duckdb'}"):
         with open_catalog(url) as cat:
