@@ -1,6 +1,7 @@
-"""A chunk of huge headers never sits in memory at once: the C scanner stops once its columns
-hold MAX_CHUNK_BYTES, and the reader scans the rest of the chunk as further batches. Every
-file still comes back exactly once, with the same rows."""
+"""A chunk of huge headers never sits in memory at once: the scanner (C, or the Python
+reference without the native module) stops once its rows hold MAX_CHUNK_BYTES, and the reader
+scans the rest of the chunk as further batches. Every file still comes back exactly once,
+with the same rows."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from exr_inspector.exr import native_available
 
 from exrbuild import attr, single_part
 
-pytestmark = pytest.mark.skipif(not native_available(), reason="the budget is the C scanner's")
+
+@pytest.fixture(params=[True, False], ids=["native", "python"])
+def native(request) -> bool:
+    if request.param and not native_available():
+        pytest.skip("native scanner not built")
+    return request.param
+
 
 BIG = 300_000  # bytes of one string attribute: its value_json and key take ~2x that
 
@@ -34,20 +41,20 @@ def big_files(tmp_path):
     return paths
 
 
-def test_scan_stops_at_the_budget_after_at_least_one_file(big_files) -> None:
-    whole = scan_chunk(big_files)
+def test_scan_stops_at_the_budget_after_at_least_one_file(big_files, native) -> None:
+    whole = scan_chunk(big_files, native=native)
     assert whole.consumed == len(big_files) and whole.files.num_rows == 6 and whole.errors.num_rows == 1
-    part = scan_chunk(big_files, max_chunk_bytes=1 << 20)
+    part = scan_chunk(big_files, native=native, max_chunk_bytes=1 << 20)
     assert 1 <= part.consumed < len(big_files)
     assert part.files["file_path"].to_pylist() == [p for p in big_files[:part.consumed] if "bad" not in p]
-    assert scan_chunk(big_files, max_chunk_bytes=1).consumed == 1  # one file always goes through
+    assert scan_chunk(big_files, native=native, max_chunk_bytes=1).consumed == 1  # one file always goes through
 
 
-def test_the_rest_becomes_further_batches_with_the_same_rows(big_files, monkeypatch) -> None:
+def test_the_rest_becomes_further_batches_with_the_same_rows(big_files, monkeypatch, native) -> None:
     now = dt.datetime(2026, 1, 1)
-    one = process_chunk(big_files, now, "run", None)
+    one = process_chunk(big_files, now, "run", native)
     monkeypatch.setattr(columns, "MAX_CHUNK_BYTES", 1 << 20)
-    parts = list(process_parts(big_files, now, "run", None))
+    parts = list(process_parts(big_files, now, "run", native))
     assert len(parts) > 1
     assert sum(b.num_files for b in parts) == one.num_files == 6
     assert sum(b.errors.num_rows for b in parts) == one.errors.num_rows == 1
@@ -56,12 +63,12 @@ def test_the_rest_becomes_further_batches_with_the_same_rows(big_files, monkeypa
                  if name == "files" else []).to_pylist()]
         full = getattr(one, name).drop_columns(["last_inspected", "first_seen"] if name == "files" else []).to_pylist()
         assert split == full, name
-    assert process_chunk(big_files, now, "run", None).files.equals(one.files)  # concatenated: one batch again
+    assert process_chunk(big_files, now, "run", native).files.equals(one.files)  # concatenated: one batch again
 
 
-def test_crawl_with_a_small_budget_loses_nothing(big_files, tmp_path, monkeypatch) -> None:
+def test_crawl_with_a_small_budget_loses_nothing(big_files, tmp_path, monkeypatch, native) -> None:
     monkeypatch.setattr(columns, "MAX_CHUNK_BYTES", 1 << 20)  # before the fork: the readers inherit it
-    with ReaderPool(2) as pool, open_catalog(str(tmp_path / "c.duckdb")) as cat:
+    with ReaderPool(2, native=native) as pool, open_catalog(str(tmp_path / "c.duckdb")) as cat:
         summary = crawl([str(tmp_path)], cat, pool=pool)
         assert summary.files == 6 and summary.errors == 1 and summary.batches >= 1
         assert cat.count("files") == 6 and cat.count("crawl_errors") == 1

@@ -67,9 +67,9 @@ RAW_SCHEMAS = {
 }
 
 
-# What one native scan may hold before it stops and leaves the rest of its paths to the next
-# call: a chunk of ~1,000 ordinary files takes 10-20 MB; 1,000 crafted ones near the header
-# limits could take tens of GB.
+# What one scan may hold before it stops and leaves the rest of its paths to the next call:
+# a chunk of ~1,000 ordinary files takes 10-20 MB; 1,000 crafted ones near the header limits
+# could take tens of GB. (The reference scanner counts its rows' text, a lower bound.)
 MAX_CHUNK_BYTES = 128 << 20
 
 _ATTRIBUTE_ROWS = pa.schema([RAW_SCHEMAS["attributes"].field(0), RAW_SCHEMAS["attributes"].field(1),
@@ -224,14 +224,15 @@ def scan_chunk(
 ) -> RawChunk:
     """Read and parse every file of a chunk into columns: in C when available, else row by row.
 
-    The C scanner also returns ``Signatures``, made with ``signature_names``. It stops once
-    its columns hold ``max_chunk_bytes`` (default ``MAX_CHUNK_BYTES``; files with huge
-    headers), after at least one file: the result then covers
-    only the first ``consumed`` paths, and the caller scans the rest in another call.
+    The C scanner also returns ``Signatures``, made with ``signature_names``. Either scanner
+    stops once its columns hold ``max_chunk_bytes`` (default ``MAX_CHUNK_BYTES``; files
+    with huge headers), after at least one file: the result then covers only the first
+    ``consumed`` paths, and the caller scans the rest in another call.
     """
-    if not use_native(native):
-        return scan_chunk_reference(paths, max_header_bytes=max_header_bytes, max_items=max_items)
     budget = MAX_CHUNK_BYTES if max_chunk_bytes is None else max_chunk_bytes
+    if not use_native(native):
+        return scan_chunk_reference(paths, max_header_bytes=max_header_bytes, max_items=max_items,
+                                    max_chunk_bytes=budget)
     out = _core.scan_chunk(list(paths), max_header_bytes, max_items, tuple(signature_names), budget)
     tables = {k: _from_native(out[k], RAW_SCHEMAS[k]) for k in ("files", "parts", "channels", "attributes", "values")}
     errors = pa.Table.from_pylist(
@@ -255,10 +256,20 @@ def scan_chunk_reference(
     *,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     max_items: int = DEFAULT_MAX_ITEMS,
+    max_chunk_bytes: int | None = None,
 ) -> RawChunk:
-    """Reference implementation: parse each file, then build the chunk's columns row by row."""
+    """Reference implementation: parse each file, then build the chunk's columns row by row.
+
+    With ``max_chunk_bytes``, stops before a file once the rows' text (paths, names, values)
+    reaches it, as the C scanner does with its columns.
+    """
     rows: dict[str, list[dict]] = {k: [] for k in RAW_SCHEMAS}
-    for path in paths:
+    held, consumed = 0, len(paths)
+    for i, path in enumerate(paths):
+        if i and max_chunk_bytes is not None and held >= max_chunk_bytes:
+            consumed = i
+            break
+        held += len(path)
         try:
             fh = read_header(path, native=False, max_header_bytes=max_header_bytes, max_items=max_items)
         except ExrError as e:
@@ -287,13 +298,14 @@ def scan_chunk_reference(
                 })
             for a in attrs:
                 text, ival, fval = _scalars(a["type"], a["value"])
+                value_json = orjson.dumps(a["value"], option=orjson.OPT_SORT_KEYS).decode()
+                held += len(a["name"]) + len(a["type"]) + len(value_json) + len(text or "")
                 rows["attributes"].append({
                     "file_index": fi, "part_index": pi, "attr_name": a["name"], "attr_type": a["type"],
-                    "value_json": orjson.dumps(a["value"], option=orjson.OPT_SORT_KEYS).decode(),
-                    "value_text": text, "value_int": ival, "value_float": fval,
+                    "value_json": value_json, "value_text": text, "value_int": ival, "value_float": fval,
                 })
     full = pa.Table.from_pylist(rows.pop("attributes"), schema=_ATTRIBUTE_ROWS)
     index, values = dedupe_values(full.select(RAW_SCHEMAS["values"].names))
     attributes = pa.Table.from_arrays([full["file_index"], full["part_index"], index], schema=RAW_SCHEMAS["attributes"])
-    return RawChunk(attributes=attributes, values=values.cast(RAW_SCHEMAS["values"]),
+    return RawChunk(attributes=attributes, values=values.cast(RAW_SCHEMAS["values"]), consumed=consumed,
                     **{k: pa.Table.from_pylist(v, schema=RAW_SCHEMAS[k]) for k, v in rows.items() if k != "values"})
