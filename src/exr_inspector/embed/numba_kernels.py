@@ -2,10 +2,10 @@
 compile it ahead of time without the package.
 
 ``kernels`` runs them from ``_kernels_aot``, the extension module the package build
-compiles from this file with numba's own ahead-of-time compiler (``numba.pycc``,
-generic x86-64, no fastmath: the same LLVM IR as the JIT, bit-identical results). A
-process that embeds then never imports numba: that import and LLVM's start cost
-~0.35 s and ~100 MB per process. Without the compiled module (a build without numba,
+compiles from this file with numba's own ahead-of-time compiler (``numba.pycc``, for
+generic x86-64). Without fastmath nothing is reassociated, so its results are the JIT's
+bit for bit (tested). A process that embeds then never imports numba: that import and
+LLVM's start cost ~0.35 s and ~100 MB per process. Without the compiled module (a build without numba,
 or ``EXR_INSPECTOR_JIT=1``) the same functions are JIT-compiled (``cache=True``).
 Tests hold both to the references in ``kernels``.
 """
@@ -149,7 +149,6 @@ def scatter_sorted(rows: np.ndarray, hashes: np.ndarray, weights: np.ndarray, n_
             k += 1
         _normalise_into(acc, out[r])
     return out
-
 
 
 # The exported signatures. Token bytes come read-only (Arrow and IPC buffers are immutable).
