@@ -486,7 +486,7 @@ static uint64_t finish64(uint64_t h, const uint8_t *p, const uint8_t *end)
     return h;
 }
 
-uint64_t internal_exr_xxh64(const uint8_t *p, size_t n, uint64_t seed)
+static uint64_t xxh64(const uint8_t *p, size_t n, uint64_t seed)
 {
     const uint8_t *end = p + n;
     uint64_t h;
@@ -504,7 +504,6 @@ uint64_t internal_exr_xxh64(const uint8_t *p, size_t n, uint64_t seed)
     return finish64(h + (uint64_t) n, p, end);
 }
 
-#define xxh64 internal_exr_xxh64
 
 /* xxh64 with seeds 0 and 1 at once (the 128 bits of a header hash): one pass over the
  * bytes, and two independent dependency chains for the CPU to overlap. */

@@ -8,7 +8,6 @@
  *       -> (result | error tuple, size, mtime_ns, inode); the stat facts are None when open failed
  *   stat_names(directory, names) -> bytes of int64 (size, mtime_ns, inode) per name, -1s where stat failed
  *   list_dir(directory, extensions, files, stat) -> (file names, subdirectory names, their stats as above)
- *   hash_strings(data, offsets) -> bytes of uint64: XXH64 (seed 0) of each string of an Arrow string array
  *
  * The GIL is released for all file I/O and scanning; it is taken back only to
  * build Python objects from the scanner's records.
@@ -181,42 +180,6 @@ fail:
     Py_XDECREF(seq);
     Py_DECREF(dirb);
     if (PyErr_Occurred()) Py_CLEAR(out);
-    return out;
-}
-
-/* XXH64 of every string of an Arrow string array (its data bytes and int64 offsets): path
- * hashes for the catalog and the missing-file pass, without the numba kernels. */
-static PyObject *core_hash_strings(PyObject *self, PyObject *args)
-{
-    Py_buffer data, offsets;
-    PyObject *out = NULL;
-    const int64_t *off;
-    uint64_t *h;
-    Py_ssize_t n;
-    (void) self;
-    if (!PyArg_ParseTuple(args, "y*y*", &data, &offsets)) return NULL;
-    if (offsets.len % 8 || offsets.len < 8) {
-        PyErr_SetString(PyExc_ValueError, "hash_strings: offsets must be n + 1 int64 values");
-        goto done;
-    }
-    n = offsets.len / 8 - 1;
-    off = offsets.buf;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > (int64_t) data.len) {
-            PyErr_SetString(PyExc_ValueError, "hash_strings: offsets out of order or past the data");
-            goto done;
-        }
-    }
-    out = PyBytes_FromStringAndSize(NULL, n * 8);
-    if (!out) goto done;
-    h = (uint64_t *) PyBytes_AS_STRING(out);
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++)
-        h[i] = internal_exr_xxh64((const uint8_t *) data.buf + off[i], (size_t) (off[i + 1] - off[i]), 0);
-    Py_END_ALLOW_THREADS
-done:
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&offsets);
     return out;
 }
 
@@ -432,8 +395,6 @@ done:
 static PyMethodDef core_methods[] = {
     {"list_dir", core_list_dir, METH_VARARGS,
      "list_dir(directory, extensions, files, stat) -> (file names, subdirectory names, int64 stats bytes)"},
-    {"hash_strings", core_hash_strings, METH_VARARGS,
-     "hash_strings(data, offsets) -> bytes of uint64: XXH64 (seed 0) of each string (int64 Arrow offsets)"},
     {"stat_names", core_stat_names, METH_VARARGS,
      "stat_names(directory, names) -> bytes: int64 (size, mtime_ns, inode) per name, -1s where stat failed"},
     {"scan_chunk", core_scan_chunk, METH_VARARGS,

@@ -15,6 +15,5 @@
 PyObject *internal_exr_scan_chunk(PyObject *paths, uint64_t max_header, uint64_t max_items, PyObject *signames,
                                   size_t max_bytes);
 int internal_exr_columns_init(void); /* readies the column buffer type; -1 with an exception set */
-uint64_t internal_exr_xxh64(const uint8_t *p, size_t n, uint64_t seed); /* XXH64, as the xxhash package */
 
 #endif

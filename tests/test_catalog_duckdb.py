@@ -124,6 +124,18 @@ def test_value_json_is_stored_with_zstd_and_reads_back(db_path):
     assert got.to_pylist() == want.to_pylist()
 
 
+def test_path_hash_is_xxh64_of_the_normalized_path(db_path):
+    """The stored path_hash is XXH64 (seed 0) of the path's UTF-8 bytes, as the xxhash package
+    computes it (the embedding kernel, over the Arrow buffers of a whole batch)."""
+    import xxhash
+
+    paths = paths_of(40, "/show/séq/shot_漢") + ["/a/🎞.exr", "/" + "x" * 300 + ".exr"]
+    with DuckDBCatalog(str(db_path)) as cat:
+        cat.upsert(make_batch(paths))
+        got = dict(cat.con.execute("SELECT file_path_normalized, path_hash FROM file_rows").fetchall())
+    assert got == {p: int.from_bytes(xxhash.xxh64_digest(p.encode()), "big", signed=True) for p in paths}
+
+
 def test_open_catalog_urls(tmp_path):
     for url in (str(tmp_path / "a.duckdb"), f"duckdb://{tmp_path / 'b.duckdb'}"):
         with open_catalog(url) as cat:
@@ -475,7 +487,7 @@ def test_path_hash_collisions_change_nothing(db_path, monkeypatch) -> None:
     results = []
     for collide in (False, True):
         if collide:
-            monkeypatch.setattr(duck, "hash_paths", lambda paths: np.zeros(len(paths), np.uint64))
+            monkeypatch.setattr(duck, "hash_strings", lambda paths: np.zeros(len(paths), np.uint64))
         with DuckDBCatalog(str(db_path.with_name(f"c{collide}.duckdb"))) as cat:
             cat.upsert(make_batch(a[:8]))
             stats = cat.upsert(make_batch(a[4:12], ["h1"] * 2 + ["h2"] * 6))

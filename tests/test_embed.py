@@ -98,22 +98,6 @@ def test_hash_strings_slices_and_chunks() -> None:
     np.testing.assert_array_equal(hash_strings(pa.array(["", ""])), _xxh(["", ""]))
 
 
-def test_path_hashes_equal_xxhash_in_c_and_without_it(monkeypatch) -> None:
-    """The catalog's path_hash (C, or the xxhash package without the native module) is the
-    same XXH64 as the numba kernel's, on slices, large strings and chunked arrays."""
-    import exr_inspector.columnar as columnar
-
-    strings = _random_strings(np.random.default_rng(2), 300)
-    cases = [pa.array(strings), pa.array(strings).slice(41, 200), pa.array(strings, pa.large_string()).slice(7),
-             pa.chunked_array([pa.array(strings[:90]), pa.array(strings[90:])]), pa.array([], pa.string())]
-    for native in (True, False):
-        if not native:
-            monkeypatch.setattr(columnar, "_core", None)
-        for arr in cases:
-            np.testing.assert_array_equal(columnar.hash_paths(arr), hash_strings(arr))
-        np.testing.assert_array_equal(columnar.hash_paths(cases[0]), _xxh(strings))
-
-
 def test_hash_strings_refuses_nulls() -> None:
     with pytest.raises(ValueError):
         hash_strings(pa.array(["a", None]))

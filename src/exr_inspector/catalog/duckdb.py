@@ -30,7 +30,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..columnar import combined, hash_paths
+from ..columnar import combined
+from ..embed.kernels import hash_strings
 from .base import LOOKUP_COLUMNS, LOOKUP_SCHEMA, Catalog, CatalogError, IngestBatch, UpsertStats, naive_utc, run_origin
 from .schema import (
     EMBEDDING_DIM,
@@ -484,7 +485,7 @@ class DuckDBCatalog(Catalog):
             rows = con.sql(f"SELECT file_key, file_path_normalized FROM {FILES_TABLE} "
                            f"WHERE file_key >= {int(lo)} AND file_key < {int(lo + step)}").to_arrow_table()
             con.register("_hashes", pa.table({"k": rows["file_key"],
-                                              "h": hash_paths(rows["file_path_normalized"]).view(np.int64)}))
+                                              "h": hash_strings(rows["file_path_normalized"]).view(np.int64)}))
             try:
                 con.execute(f"UPDATE {FILES_TABLE} SET {PATH_HASH.name} = m.h FROM _hashes m "
                             f"WHERE {FILES_TABLE}.file_key = m.k")
@@ -640,7 +641,7 @@ class DuckDBCatalog(Catalog):
             self._file_base = self._next_file_key  # batch file i gets file_key base + i
             self._next_file_key += batch.num_files
             file_keys = pa.array(np.arange(self._file_base, self._next_file_key, dtype=np.int64))
-            hashes = pa.array(hash_paths(batch.files["file_path_normalized"]).view(np.int64))
+            hashes = pa.array(hash_strings(batch.files["file_path_normalized"]).view(np.int64))
             register("_batch_files", batch.files.set_column(i, EMBEDDING_KEY, keys).append_column(FILE_KEY, file_keys)
                      .append_column(PATH_HASH, hashes))
             register("_batch_embeddings", pa.Table.from_arrays([pa.array(distinct), vectors], schema=EMBEDDINGS_SCHEMA))
@@ -776,7 +777,7 @@ class DuckDBCatalog(Catalog):
             return LOOKUP_SCHEMA.empty_table()
         con = self.con
         with self._errors("lookup"):
-            con.register("_lookup_paths", pa.table({"path": keys, "h": hash_paths(keys).view(np.int64)}))
+            con.register("_lookup_paths", pa.table({"path": keys, "h": hash_strings(keys).view(np.int64)}))
             try:
                 with _candidates(con, "_lookup_paths", "h"):
                     out = con.sql(f"""
@@ -812,7 +813,7 @@ class DuckDBCatalog(Catalog):
         if len(keys) == 0:
             return 0
         con = self.con
-        con.register("_paths", pa.table({"path": keys, "h": hash_paths(keys).view(np.int64)}))
+        con.register("_paths", pa.table({"path": keys, "h": hash_strings(keys).view(np.int64)}))
         try:
             with self._transaction(what), _candidates(con, "_paths", "h"):
                 return _scalar(con, sql, list(params))

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..catalog.base import Catalog, naive_utc
-from ..columnar import hash_paths
+from ..embed.kernels import hash_strings
 from .walk import WalkChunk, Walker
 
 WINDOW = 16384  # paths per catalog lookup: one round trip per window, bounded memory
@@ -85,7 +85,7 @@ class Incremental:
         for w in self._windows():
             self.changes.walked += len(w)
             arr = pa.array(w.paths, pa.string())
-            self._seen.append(hash_paths(arr))
+            self._seen.append(hash_strings(arr))
             pending.extend(w.paths if self.full else self._plan(w, arr))
             if self.progress:
                 self.progress()
@@ -122,7 +122,7 @@ class Incremental:
         gone: list[pa.RecordBatch] = []
         for root in self.walker.roots:
             for rb in self.catalog.iter_prefix(self.walker.prefix_of(root), _MISSING_COLUMNS):
-                h = hash_paths(rb.column("file_path_normalized"))
+                h = hash_strings(rb.column("file_path_normalized"))
                 pos = np.minimum(np.searchsorted(seen, h), max(len(seen) - 1, 0))
                 unseen = (seen[pos] != h) if len(seen) else np.ones(len(h), bool)
                 unseen &= rb.column("missing_since").is_null().to_numpy(zero_copy_only=False)

@@ -15,7 +15,6 @@ import ctypes
 import datetime as dt
 import gc
 import glob
-import importlib
 import multiprocessing as mp
 import os
 import signal
@@ -187,7 +186,7 @@ class ReaderPool:
         warm_up()
         # pyarrow and DuckDB import numpy.ma at their first NumPy conversion: ~10 ms that every
         # reader and the crawl's first window would pay, once here instead.
-        importlib.import_module("numpy.ma")
+        import numpy.ma  # noqa: F401
         freeze_heap()
         ex = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_worker_init, initargs=(os.getpid(),))
         # With fork, the first submit starts every worker at once (synchronously): no need to wait.

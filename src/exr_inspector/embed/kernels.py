@@ -24,8 +24,6 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from ..columnar import string_buffers
-
 JIT_ENV = "EXR_INSPECTOR_JIT"  # "1": JIT-compile the kernels even where the compiled module exists
 
 
@@ -43,6 +41,34 @@ def _load():
 
 
 _IMPL, BACKEND = _load()
+
+
+def string_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-copy (data uint8, offsets int32|int64) views of a string array, slice offset applied.
+
+    The offsets are returned as stored (absolute into the data buffer), so a sliced
+    array needs no copy of its bytes. Nulls are refused: a null has no bytes to hash.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
+        off_type = np.int32
+    elif pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type):
+        off_type = np.int64
+    else:
+        raise TypeError(f"expected a string array, got {arr.type}")
+    if arr.null_count:
+        raise ValueError("string arrays to hash must not contain nulls")
+    _, off_buf, data_buf = arr.buffers()
+    if off_buf is None or len(arr) == 0:
+        return np.empty(0, np.uint8), np.zeros(1, off_type)
+    offsets = np.frombuffer(off_buf, off_type)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.empty(0, np.uint8)
+    # Always read-only, as the compiled kernel's signature takes it (the JIT would otherwise
+    # compile a second specialisation for writable bytes, ~6 ms a process).
+    data = data.view()
+    data.flags.writeable = False
+    return data, offsets
 
 
 # The compiled kernels take exactly their signatures' types and check nothing (an int32
@@ -84,7 +110,8 @@ def hash_tokens_ref(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """XXH64 (seed 0) of each string's UTF-8 bytes, as uint64: ``hash_tokens`` on the Arrow buffers."""
+    """XXH64 (seed 0) of each string's UTF-8 bytes, as uint64: ``hash_tokens`` on the Arrow buffers.
+    Tokens, and the catalog's ``path_hash`` and the crawl's seen-set of paths."""
     # One kernel signature (int64 offsets) for string and large_string: 8 bytes a token copied.
     return hash_tokens(*string_buffers(arr))
 
