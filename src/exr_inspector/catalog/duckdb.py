@@ -325,14 +325,15 @@ class DuckDBCatalog(Catalog):
             if Path(self.path).is_dir():
                 raise CatalogError(f"cannot open catalog {self.path}: it is a directory")
         # A crawl's writer shares the machine with its reader processes: cap DuckDB's
-        # buffer pool (default: 80% of RAM) so memory stays bounded; inserts spill past it
-        # (64 MB crawls as fast as 128 MB with the stored layout). A writer gets one DuckDB
+        # buffer pool (default: 80% of RAM) so memory stays bounded; inserts spill past it.
+        # 48 MB crawls as fast as 64 or 128 MB and takes ~20 MB off the writer's peak on a
+        # 100,000-file crawl; 40 MB is ~2% slower, 32 MB ~11%. A writer gets one DuckDB
         # thread: the cores belong to the readers (1.1x faster than two). Read-only opens
         # (queries, similar) keep DuckDB's defaults unless the environment says otherwise.
         memory = os.environ.get("EXR_INSPECTOR_DUCKDB_MEMORY")
         config: dict = {"memory_limit": memory} if memory else {}
         if not read_only:
-            config.setdefault("memory_limit", "64MB")
+            config.setdefault("memory_limit", "48MB")
             config["threads"] = int(os.environ.get("EXR_INSPECTOR_DUCKDB_THREADS", "1"))
         try:
             self._con: duckdb.DuckDBPyConnection | None = _connect(self.path, read_only, config)
