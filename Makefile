@@ -64,5 +64,5 @@ fuzz-asan: install
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	EXR_INSPECTOR_FUZZ_EXAMPLES=3000 $(PY) -m pytest -q -x tests/test_fuzz.py tests/test_corpus.py tests/test_parser_cases.py \
-		tests/test_chunk_parity.py tests/test_signatures.py tests/test_chunk_budget.py; \
+		tests/test_chunk_parity.py tests/test_signatures.py tests/test_chunk_budget.py tests/test_prefetch.py; \
 	rc=$$?; $(PY) setup.py -q build_ext --inplace --force; exit $$rc

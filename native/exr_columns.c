@@ -1444,13 +1444,7 @@ static void prefetch(PyObject *path)
         return;
     }
     Py_BEGIN_ALLOW_THREADS
-    {
-        int fd = open(PyBytes_AS_STRING(fs), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd >= 0) {
-            (void) posix_fadvise(fd, 0, PREFETCH_BYTES, POSIX_FADV_WILLNEED);
-            close(fd);
-        }
-    }
+    (void) internal_exr_advise(PyBytes_AS_STRING(fs), PREFETCH_BYTES);
     Py_END_ALLOW_THREADS
     Py_DECREF(fs);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* The first read lands in a per-thread buffer: no allocation for the common header
@@ -119,4 +120,35 @@ void internal_exr_io_message(const file_read_t *f, char *out, size_t n)
         snprintf(out, n, "%s: %s", what, strerror(f->err));
     else
         snprintf(out, n, "%s", what);
+}
+
+int internal_exr_advise(const char *path, size_t bytes)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) return 0;
+#ifdef POSIX_FADV_WILLNEED
+    (void) posix_fadvise(fd, 0, (off_t) bytes, POSIX_FADV_WILLNEED);
+#endif
+    close(fd);
+    return 1;
+}
+
+int internal_exr_resident(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    int rv = 0;
+    if (fd < 0) return -1;
+#ifdef RWF_NOWAIT
+    {
+        uint8_t b;
+        struct iovec iov = {&b, 1};
+        ssize_t r;
+        do {
+            r = preadv2(fd, &iov, 1, 0, RWF_NOWAIT);
+        } while (r < 0 && errno == EINTR);
+        rv = r >= 0; /* EAGAIN: not cached; EOPNOTSUPP and the like: cannot tell, so not known cached */
+    }
+#endif
+    close(fd);
+    return rv;
 }

@@ -23,6 +23,14 @@ typedef struct {
 exr_scan_result_t internal_exr_scan_file(const char *path, file_read_t *f, exr_scan_t *ctx);
 void internal_exr_file_free(file_read_t *f);
 
+/* Read-ahead hint for cold storage: ask the kernel for the first `bytes` of a file
+ * (posix_fadvise WILLNEED) without waiting for them. 1 if the file opened, else 0. */
+int internal_exr_advise(const char *path, size_t bytes);
+
+/* Is the first byte of `path` in the page cache? 1 yes, 0 no (or not knowable without
+ * reading: no RWF_NOWAIT), -1 the file cannot be opened. Never waits for storage. */
+int internal_exr_resident(const char *path);
+
 /* The io_error message of a failed read ("cannot open file: No such file or directory"). */
 void internal_exr_io_message(const file_read_t *f, char *out, size_t n);
 

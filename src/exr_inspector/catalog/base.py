@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..columnar import dedupe_rows, dedupe_values
+from . import DEFAULT_CATALOG
 from .schema import (
     CHANNEL_COLUMNS,
     CHANNEL_DEFS,
@@ -384,9 +385,6 @@ _REGISTRY = {
     "duckdb": ("exr_inspector.catalog.duckdb", "DuckDBCatalog", "pip install duckdb"),
     "vast": ("exr_inspector.catalog.vast", "VastCatalog", "pip install vastdb"),
 }
-
-DEFAULT_CATALOG = "exr_catalog.duckdb"
-
 
 def open_catalog(url: str | None = None, **options) -> Catalog:
     """Open (and create if needed) the catalog at ``url``: a DuckDB file path by default."""

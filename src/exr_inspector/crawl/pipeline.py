@@ -23,6 +23,7 @@ from ..catalog.base import Catalog, IngestBatch, UpsertStats, run_origin
 from .batch import error_rows
 from .incremental import Incremental
 from .pool import ReaderPool
+from .prefetch import Prefetcher
 from .walk import DEFAULT_EXTENSIONS, Walker
 
 FLUSH_FILES = 10_000  # files per transaction: DuckDB writes appends this large straight to row groups
@@ -180,6 +181,7 @@ def crawl(
     max_depth: int | None = None,
     one_file_system: bool = False,
     batch_files: int = FLUSH_FILES,
+    prefetch: bool = True,
 ) -> CrawlSummary:
     """Crawl ``roots`` into ``catalog``. Per-file failures become crawl_errors rows; the crawl goes on.
 
@@ -187,7 +189,8 @@ def crawl(
     are parsed; after the last batch, catalogued files under the roots that were not
     seen are marked missing (renames recognised by inode). ``pool`` may be created by
     the caller before the catalog is opened (the pool forks, and forking after a
-    database has started its threads is unsafe).
+    database has started its threads is unsafe). ``prefetch``: on a cold tree, ask the kernel
+    for each chunk's headers as it enters the pool (see ``prefetch.py``).
     """
     chunk_size = max(1, min(chunk_size, batch_files))  # a batch is whole chunks
     walker = Walker(roots, excludes=excludes, extensions=extensions, chunk_size=chunk_size, shard=shard,
@@ -222,8 +225,10 @@ def crawl(
             summary.seconds = time.perf_counter() - t0
             progress(summary)
 
+    prefetcher = Prefetcher() if prefetch else None
+    chunks = prefetcher.feed(plan.chunks()) if prefetcher else plan.chunks()
     try:
-        for _paths, batch in pool.run(plan.chunks(), started, summary.run_id):
+        for _paths, batch in pool.run(chunks, started, summary.run_id):
             summary.files += batch.files.num_rows
             summary.parts += batch.rows("parts")
             summary.channels += batch.rows("channels")
@@ -249,6 +254,8 @@ def crawl(
         writer.abort()
         raise
     finally:
+        if prefetcher:
+            prefetcher.close()
         summary.worker_restarts = pool.restarts
         if own_pool:
             pool.close()
