@@ -304,3 +304,22 @@ def test_readers_run_below_the_writers_priority():
     with ReaderPool(2) as pool:
         niceness = {pool._executor.submit(os.nice, 0).result() for _ in range(4)}
     assert niceness == {min(19, os.nice(0) + READER_NICE)}
+
+
+def test_transactions_default_to_the_catalogs_size(tree, tmp_path, monkeypatch):
+    """Without batch_files a crawl writes transactions of the catalog's own size (DuckDB: one
+    row group of file rows, which then skip the WAL); an explicit size still wins."""
+    from exr_inspector.catalog.duckdb import ROW_GROUP_ROWS, DuckDBCatalog
+
+    assert DuckDBCatalog.batch_files == ROW_GROUP_ROWS
+    n = len(list(tree.rglob("*.exr")))
+    batches = {}
+    with ReaderPool(1) as pool:
+        for preferred, given in ((40, None), (ROW_GROUP_ROWS, 40), (40, ROW_GROUP_ROWS), (ROW_GROUP_ROWS, None)):
+            with open_catalog(str(tmp_path / f"c{preferred}-{given}.duckdb")) as cat:
+                monkeypatch.setattr(cat, "batch_files", preferred)
+                s = crawl([str(tree)], cat, pool=pool, chunk_size=8, batch_files=given)
+                assert s.files + s.errors == n
+                batches[preferred, given] = s.batches
+    assert batches[40, None] == batches[ROW_GROUP_ROWS, 40] > 2
+    assert batches[40, ROW_GROUP_ROWS] == batches[ROW_GROUP_ROWS, None] == 1

@@ -77,7 +77,7 @@ def _cmd_crawl(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"exr-inspector: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if args.batch_files < 1:
+    if args.batch_files is not None and args.batch_files < 1:
         print("exr-inspector: --batch-files must be >= 1", file=sys.stderr)
         return EXIT_USAGE
     if args.max_depth is not None and args.max_depth < 0:
@@ -314,9 +314,9 @@ file failed, 2 usage, 3 the catalog cannot be opened or written.""",
     p.add_argument("--full", action="store_true", help="parse every file, even those unchanged since the last crawl")
     p.add_argument("--touch", action="store_true",
                    help="update last_inspected of unchanged files too (default: a no-op re-crawl writes nothing)")
-    p.add_argument("--batch-files", type=int, default=10_000, metavar="N",
-                   help="files per catalog transaction (default 10,000; smaller uses less memory, and is "
-                        "slower on DuckDB)")
+    p.add_argument("--batch-files", type=int, default=None, metavar="N",
+                   help="files per catalog transaction (default: 16,384 on DuckDB, one row group; 10,000 on "
+                        "VAST; smaller uses less memory, and is slower on DuckDB)")
     p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
                    help="never ask the storage to read headers ahead of the readers (by default it is asked "
                         "only for files not already in the page cache)")

@@ -276,6 +276,8 @@ class Catalog(abc.ABC):
     parallel_writers: int = 1
     #: ``upsert_stream`` merges a batch at a time (memory: one batch, whatever the transaction's size).
     streaming: bool = False
+    #: Files per transaction when the caller does not say: the size this backend writes best.
+    batch_files: int = 10_000
 
     def clone(self) -> Catalog:
         """Another connection to the same catalog, for a concurrent writer."""

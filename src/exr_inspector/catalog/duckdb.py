@@ -312,6 +312,12 @@ class DuckDBCatalog(Catalog):
     """
 
     streaming = True
+    # One row group of file rows per transaction: a table that fills whole row groups in a
+    # transaction skips the WAL, and file_rows (the widest table) had stayed below one at
+    # 10,000, so each commit logged it and every third paid for a checkpoint that compressed
+    # it again. 100,000 files: commits 1.22 -> 0.83 s, crawl 4-11% faster (interleaved
+    # runs), peak RSS the same; 20,000 files within noise.
+    batch_files = ROW_GROUP_ROWS
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = url

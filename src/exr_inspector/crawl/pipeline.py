@@ -26,8 +26,7 @@ from .pool import ReaderPool
 from .prefetch import Prefetcher
 from .walk import DEFAULT_EXTENSIONS, Walker
 
-FLUSH_FILES = 10_000  # files per transaction: DuckDB writes appends this large straight to row groups
-FLUSH_BYTES = 16 << 20  # or this much Arrow data, for a backend that takes a transaction's batches at once
+FLUSH_BYTES = 16 << 20  # Arrow data per transaction, for a backend that takes a transaction's batches at once
 # Test hook for crash tests: SIGKILL this whole process right after the Nth batch commits.
 FAULT_KILL_AFTER_BATCHES = "EXR_INSPECTOR_FAULT_KILL_AFTER_BATCHES"
 
@@ -180,7 +179,7 @@ def crawl(
     shard: tuple[int, int] | None = None,
     max_depth: int | None = None,
     one_file_system: bool = False,
-    batch_files: int = FLUSH_FILES,
+    batch_files: int | None = None,
     prefetch: bool = True,
 ) -> CrawlSummary:
     """Crawl ``roots`` into ``catalog``. Per-file failures become crawl_errors rows; the crawl goes on.
@@ -192,6 +191,8 @@ def crawl(
     database has started its threads is unsafe). ``prefetch``: on a cold tree, ask the kernel
     for each chunk's headers as it enters the pool (see ``prefetch.py``).
     """
+    if batch_files is None:
+        batch_files = catalog.batch_files
     chunk_size = max(1, min(chunk_size, batch_files))  # a batch is whole chunks
     walker = Walker(roots, excludes=excludes, extensions=extensions, chunk_size=chunk_size, shard=shard,
                     max_depth=max_depth, one_file_system=one_file_system)
