@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -323,3 +326,64 @@ def test_transactions_default_to_the_catalogs_size(tree, tmp_path, monkeypatch):
                 batches[preferred, given] = s.batches
     assert batches[40, None] == batches[ROW_GROUP_ROWS, 40] > 2
     assert batches[40, ROW_GROUP_ROWS] == batches[ROW_GROUP_ROWS, None] == 1
+
+
+def _spools(run_id: str) -> list[str]:
+    from exr_inspector.crawl import pool as pool_mod
+
+    return glob.glob(pool_mod._spool_prefix(run_id) + "*")
+
+
+def test_a_failed_crawl_leaves_no_spool_files(tree, tmp_path, monkeypatch):
+    """Results still in the readers when a crawl fails are removed once they arrive, not left
+    in shared memory (tmpfs) until the next reboot; closing the pool sweeps whatever remains."""
+    from exr_inspector.catalog.base import CatalogError
+
+    with ReaderPool(2) as pool, open_catalog(str(tmp_path / "c.duckdb")) as cat:
+        real = cat.upsert_stream
+
+        def failing(batches):
+            next(iter(batches))  # the first chunk arrived: the pool is full of others
+            raise CatalogError("disk full (injected)")
+
+        monkeypatch.setattr(cat, "upsert_stream", failing)
+        with pytest.raises(CatalogError, match="injected"):
+            crawl([str(tree)], cat, pool=pool, chunk_size=4)
+        monkeypatch.setattr(cat, "upsert_stream", real)
+        run_id = cat.query("SELECT run_id FROM crawl_runs").to_pylist()[0]["run_id"]
+        deadline = time.monotonic() + 30
+        while _spools(run_id) and time.monotonic() < deadline:  # the pool stays open: in-flight chunks finish
+            time.sleep(0.05)
+        assert _spools(run_id) == []
+        s = crawl([str(tree)], cat, pool=pool, chunk_size=4)  # the same pool crawls on
+        assert s.files + s.errors == len(list(tree.rglob("*.exr")))
+    assert _spools(s.run_id) == []
+
+
+def test_spools_of_killed_crawls_are_swept(tmp_path):
+    """A crawl killed outright (its readers die with it) cannot clean up: the next pool removes
+    spool files whose reader is gone and which are older than SPOOL_STALE_S, and nothing else."""
+    from exr_inspector.crawl import pool as pool_mod
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    old = time.time() - pool_mod.SPOOL_STALE_S - 60
+    made = {}
+    for name, pid, mtime in (("stale", dead, old), ("recent", dead, None), ("live", str(os.getpid()), old),
+                             ("foreign", None, old)):
+        run = "0" * 31 + name[0]
+        path = os.path.join(pool_mod._SHM, f"exr-inspector-{run}-{pid}-{name}.arrows" if pid
+                            else f"exr-inspector-{run}-notapid.arrows")
+        Path(path).write_bytes(b"spool")
+        if mtime:
+            os.utime(path, (mtime, mtime))
+        made[name] = path
+    try:
+        with ReaderPool(1):
+            pass
+        assert {k for k, p in made.items() if os.path.exists(p)} == {"recent", "live", "foreign"}
+        assert pool_mod.sweep_stale_spools() == 0
+    finally:
+        for p in made.values():
+            with contextlib.suppress(OSError):
+                os.unlink(p)

@@ -19,6 +19,7 @@ import multiprocessing as mp
 import os
 import signal
 import tempfile
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -93,8 +94,55 @@ _TABLES = ("files", "parts", "channels", "attributes", "fingerprints", "attribut
 _MAPPED = ("parts", "channels", "attributes", "attribute_values", "channel_defs")
 
 
+SPOOL_STALE_S = 600  # a dead reader's spool file this old is nobody's (see sweep_stale_spools)
+
+
 def _spool_prefix(run_id: str) -> str:
     return os.path.join(_SHM, f"exr-inspector-{run_id}-")
+
+
+def _remove_spools(pattern: str) -> None:
+    for path in glob.glob(pattern):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _discard(fut: Future) -> None:
+    """A result nobody will read (the crawl stopped early): remove its spool files, which
+    would otherwise stay in shared memory until the machine reboots."""
+    if fut.cancelled() or fut.exception() is not None:
+        return
+    for path, _sizes, _now in fut.result():
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def sweep_stale_spools(max_age_s: float = SPOOL_STALE_S) -> int:
+    """Remove spool files left by readers of a crawl killed outright (SIGKILL, power cut):
+    their reader is gone (the pid in the name) and the file is older than ``max_age_s``.
+    Another live crawl's files always have a live reader. Returns how many went."""
+    removed = 0
+    now = time.time()
+    for path in glob.glob(os.path.join(_SHM, "exr-inspector-*-*-*.arrows")):
+        try:
+            pid = int(os.path.basename(path).split("-")[3])
+            if now - os.stat(path).st_mtime < max_age_s or _alive(pid):
+                continue
+            os.unlink(path)
+            removed += 1
+        except (ValueError, IndexError, OSError):
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, someone else's
+    return True
 
 
 def _to_spool(batch: IngestBatch, prefix: str) -> tuple[str, list[int], dt.datetime]:
@@ -173,8 +221,10 @@ class ReaderPool:
         self.workers = workers
         self.native = native
         self.restarts = 0
+        self._run_ids: set[str] = set()
         self._executor: ProcessPoolExecutor | None = None
         if workers > 0:
+            sweep_stale_spools()
             self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -198,6 +248,9 @@ class ReaderPool:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
             gc.unfreeze()  # hand the heap back to the collector (and to interpreter shutdown)
+        for run_id in self._run_ids:  # partial files of a reader that died mid-write
+            _remove_spools(_spool_prefix(run_id) + "*")
+        self._run_ids.clear()
 
     def __enter__(self) -> ReaderPool:
         return self
@@ -212,17 +265,26 @@ class ReaderPool:
                 for batch in process_parts(paths, now, run_id, self.native):
                     yield paths, batch
             return
+        self._run_ids.add(run_id)
+        running: dict[Future, Task] = {}
+        try:
+            yield from self._run(chunks, now, run_id, running)
+        finally:  # stopped early (a failed crawl, Ctrl-C): results still coming are nobody's
+            for fut in running:
+                if not fut.cancel():
+                    fut.add_done_callback(_discard)
+
+    def _run(self, chunks: Iterable[list[str]], now: dt.datetime, run_id: str,
+             running: dict[Future, Task]) -> Iterator[tuple[list[str], IngestBatch]]:
         source = iter(chunks)
         fresh: deque[Task] = deque()  # never ran: handed back when the pool died before they started
         suspects: deque[Task] = deque()
-        running: dict[Future, Task] = {}
         exhausted = False
         while True:
             orphans: list[Task] = []
             if suspects:  # suspects run one at a time, so a crash can be pinned on its cause
                 if not running:
-                    for leaked in glob.glob(_spool_prefix(run_id) + "*"):  # left by a worker that died mid-write
-                        os.unlink(leaked)
+                    _remove_spools(_spool_prefix(run_id) + "*")  # left by a worker that died mid-write
                     task = suspects.popleft()
                     if not self._submit(task, running, now, run_id):
                         orphans.append(task)
