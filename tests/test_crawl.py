@@ -360,6 +360,23 @@ def test_a_failed_crawl_leaves_no_spool_files(tree, tmp_path, monkeypatch):
     assert _spools(s.run_id) == []
 
 
+def test_results_abandoned_mid_run_are_removed(tree):
+    """The pool's own contract: a consumer that stops after one chunk while five more are in
+    the readers leaves no spool file behind, with the pool still open."""
+    import datetime as dt
+
+    paths = sorted(str(p) for p in tree.rglob("*.exr"))
+    with ReaderPool(2) as pool:
+        run = pool.run(iter([paths[i:i + 4] for i in range(0, len(paths), 4)]), dt.datetime(2026, 1, 1), "f" * 32)
+        next(run)
+        run.close()
+        deadline = time.monotonic() + 30
+        while _spools("f" * 32) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _spools("f" * 32) == []
+        assert sum(len(p) for p, _ in pool.run(iter([paths[:8]]), dt.datetime(2026, 1, 1), "e" * 32)) == 8
+
+
 def test_spools_of_killed_crawls_are_swept(tmp_path):
     """A crawl killed outright (its readers die with it) cannot clean up: the next pool removes
     spool files whose reader is gone and which are older than SPOOL_STALE_S, and nothing else."""
