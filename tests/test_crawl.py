@@ -334,6 +334,21 @@ def _spools(run_id: str) -> list[str]:
     return glob.glob(pool_mod._spool_prefix(run_id) + "*")
 
 
+def _spools_left(run_id: str, quiet: float = 1.0, timeout: float = 30.0) -> list[str]:
+    """The run's spool files once none has been seen for ``quiet`` seconds (readers still on a
+    chunk of the stopped run write theirs a moment later), or whatever is left at ``timeout``."""
+    deadline, clear_since = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        if _spools(run_id):
+            clear_since = None
+        elif clear_since is None:
+            clear_since = time.monotonic()
+        elif time.monotonic() - clear_since >= quiet:
+            return []
+        time.sleep(0.01)
+    return _spools(run_id)
+
+
 def test_a_failed_crawl_leaves_no_spool_files(tree, tmp_path, monkeypatch):
     """Results still in the readers when a crawl fails are removed once they arrive, not left
     in shared memory (tmpfs) until the next reboot; closing the pool sweeps whatever remains."""
@@ -351,10 +366,7 @@ def test_a_failed_crawl_leaves_no_spool_files(tree, tmp_path, monkeypatch):
             crawl([str(tree)], cat, pool=pool, chunk_size=4)
         monkeypatch.setattr(cat, "upsert_stream", real)
         run_id = cat.query("SELECT run_id FROM crawl_runs").to_pylist()[0]["run_id"]
-        deadline = time.monotonic() + 30
-        while _spools(run_id) and time.monotonic() < deadline:  # the pool stays open: in-flight chunks finish
-            time.sleep(0.05)
-        assert _spools(run_id) == []
+        assert _spools_left(run_id) == []  # with the pool still open: in-flight chunks finish
         s = crawl([str(tree)], cat, pool=pool, chunk_size=4)  # the same pool crawls on
         assert s.files + s.errors == len(list(tree.rglob("*.exr")))
     assert _spools(s.run_id) == []
@@ -370,10 +382,7 @@ def test_results_abandoned_mid_run_are_removed(tree):
         run = pool.run(iter([paths[i:i + 4] for i in range(0, len(paths), 4)]), dt.datetime(2026, 1, 1), "f" * 32)
         next(run)
         run.close()
-        deadline = time.monotonic() + 30
-        while _spools("f" * 32) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _spools("f" * 32) == []
+        assert _spools_left("f" * 32) == []
         assert sum(len(p) for p, _ in pool.run(iter([paths[:8]]), dt.datetime(2026, 1, 1), "e" * 32)) == 8
 
 
