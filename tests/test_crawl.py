@@ -413,3 +413,22 @@ def test_spools_of_killed_crawls_are_swept(tmp_path):
         for p in made.values():
             with contextlib.suppress(OSError):
                 os.unlink(p)
+
+
+def test_a_zombie_reader_counts_as_dead():
+    """A killed crawl's readers linger as zombies until init reaps them; their spools are still nobody's."""
+    from exr_inspector.crawl import pool as pool_mod
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(f"/proc/{child.pid}/stat", "rb") as f:
+                if f.read().rpartition(b")")[2].split()[0] == b"Z":
+                    break
+            time.sleep(0.01)
+        assert not pool_mod._alive(child.pid)
+        assert pool_mod._alive(os.getpid())
+    finally:
+        child.wait()
+    assert not pool_mod._alive(child.pid)

@@ -136,6 +136,15 @@ def sweep_stale_spools(max_age_s: float = SPOOL_STALE_S) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Is ``pid`` a running process? A zombie is not: a killed crawl's readers are reparented
+    to init, which may reap them late, and kill(pid, 0) still succeeds on them."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
