@@ -427,8 +427,8 @@ def test_a_zombie_reader_counts_as_dead():
                 if f.read().rpartition(b")")[2].split()[0] == b"Z":
                     break
             time.sleep(0.01)
-        assert not pool_mod._alive(child.pid)
-        assert pool_mod._alive(os.getpid())
+        assert not pool_mod.process_alive(child.pid)
+        assert pool_mod.process_alive(os.getpid())
     finally:
         child.wait()
-    assert not pool_mod._alive(child.pid)
+    assert not pool_mod.process_alive(child.pid)

@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..catalog.base import Catalog, IngestBatch, UpsertStats, run_origin
 from .batch import error_rows
 from .incremental import Incremental
-from .pool import ReaderPool
+from .pool import ReaderPool, process_alive
 from .prefetch import Prefetcher
 from .walk import DEFAULT_EXTENSIONS, Walker
 
@@ -289,15 +289,11 @@ def mark_dead_runs(catalog: Catalog) -> int:
 
 def _crawler_alive(pid: int) -> bool:
     """Is ``pid`` a live exr-inspector process (not a recycled pid)?"""
+    if not process_alive(pid):
+        return False
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmd = f.read()
     except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
         return True  # no /proc: trust that the pid exists
     return b"exr_inspector" in cmd or b"exr-inspector" in cmd or pid == os.getpid()

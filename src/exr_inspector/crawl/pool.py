@@ -101,8 +101,8 @@ def _spool_prefix(run_id: str) -> str:
     return os.path.join(_SHM, f"exr-inspector-{run_id}-")
 
 
-def _remove_spools(pattern: str) -> None:
-    for path in glob.glob(pattern):
+def _unlink(paths: Iterable[str]) -> None:
+    for path in paths:
         with contextlib.suppress(OSError):
             os.unlink(path)
 
@@ -110,11 +110,8 @@ def _remove_spools(pattern: str) -> None:
 def _discard(fut: Future) -> None:
     """A result nobody will read (the crawl stopped early): remove its spool files, which
     would otherwise stay in shared memory until the machine reboots."""
-    if fut.cancelled() or fut.exception() is not None:
-        return
-    for path, _sizes, _now in fut.result():
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    if not fut.cancelled() and fut.exception() is None:
+        _unlink(path for path, _sizes, _now in fut.result())
 
 
 def sweep_stale_spools(max_age_s: float = SPOOL_STALE_S) -> int:
@@ -126,7 +123,7 @@ def sweep_stale_spools(max_age_s: float = SPOOL_STALE_S) -> int:
     for path in glob.glob(os.path.join(_SHM, "exr-inspector-*-*-*.arrows")):
         try:
             pid = int(os.path.basename(path).split("-")[3])
-            if now - os.stat(path).st_mtime < max_age_s or _alive(pid):
+            if now - os.stat(path).st_mtime < max_age_s or process_alive(pid):
                 continue
             os.unlink(path)
             removed += 1
@@ -135,7 +132,7 @@ def sweep_stale_spools(max_age_s: float = SPOOL_STALE_S) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Is ``pid`` a running process? A zombie is not: a killed crawl's readers are reparented
     to init, which may reap them late, and kill(pid, 0) still succeeds on them."""
     try:
@@ -258,7 +255,7 @@ class ReaderPool:
             self._executor = None
             gc.unfreeze()  # hand the heap back to the collector (and to interpreter shutdown)
         for run_id in self._run_ids:  # partial files of a reader that died mid-write
-            _remove_spools(_spool_prefix(run_id) + "*")
+            _unlink(glob.glob(_spool_prefix(run_id) + "*"))
         self._run_ids.clear()
 
     def __enter__(self) -> ReaderPool:
@@ -293,7 +290,7 @@ class ReaderPool:
             orphans: list[Task] = []
             if suspects:  # suspects run one at a time, so a crash can be pinned on its cause
                 if not running:
-                    _remove_spools(_spool_prefix(run_id) + "*")  # left by a worker that died mid-write
+                    _unlink(glob.glob(_spool_prefix(run_id) + "*"))  # left by a worker that died mid-write
                     task = suspects.popleft()
                     if not self._submit(task, running, now, run_id):
                         orphans.append(task)
