@@ -92,9 +92,18 @@ def test_unopenable_paths_are_not_probed(tree, tmp_path, advise):
 @pytest.mark.parametrize("advise", IMPLS)
 def test_evicted_files_are_advised_and_come_back(tree, advise):
     paths = [p for p in files_of(tree) if os.path.getsize(p)][:30]
-    if not evict(paths):
-        pytest.skip("this file system keeps the pages (fadvise DONTNEED does not evict)")
-    assert advise(paths, 8, 65536) == len(paths)
+    # A NOWAIT probe that misses starts the kernel's readahead, and a VM's disk (the host's
+    # cache behind it) can land it before the probe's own read gives up: that file then reads
+    # as cached and the chunk as warm (once in six full `make test` runs here). So evict again
+    # and retry a few times; a chunk is advised whole or not at all.
+    for _ in range(5):
+        if not evict(paths):
+            pytest.skip("this file system keeps the pages (fadvise DONTNEED does not evict)")
+        got = advise(paths, 8, 65536)
+        assert got in (0, len(paths))
+        if got:
+            break
+    assert got == len(paths)
     # WILLNEED starts the reads; once they land, the same chunk probes warm.
     for p in paths:
         Path(p).read_bytes()
